@@ -1,0 +1,182 @@
+package wire
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/edgeswarm/edgeswarm/internal/core"
+)
+
+// Errors from chunk fetches; a scheduler uses them to tell a missing chunk
+// from a misbehaving source.
+var (
+	ErrChunkNotFound = errors.New("source does not hold the chunk")
+	ErrChunkTooLarge = errors.New("chunk response longer than the chunk")
+	ErrChunkShort    = errors.New("chunk response shorter than the chunk")
+)
+
+// FetchChunk GETs chunk index of root from base (a URL such as
+// "http://10.0.0.2:7001") and returns exactly size bytes read into buf
+// (grown if needed). It refuses a response that announces or carries any
+// other length before buffering more than size bytes, so memory per request
+// is bounded by the chunk size. It does not verify the hash.
+func FetchChunk(ctx context.Context, hc *http.Client, base string, root core.Hash, index, size int, peerID string, buf []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+ChunkPath(root, index), nil)
+	if err != nil {
+		return nil, err
+	}
+	if peerID != "" {
+		req.Header.Set(HeaderPeerID, peerID)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, ErrChunkNotFound
+	case resp.StatusCode != http.StatusOK:
+		return nil, fmt.Errorf("chunk %d from %s: status %s", index, base, resp.Status)
+	case resp.ContentLength > int64(size):
+		return nil, fmt.Errorf("chunk %d from %s: Content-Length %d, want %d: %w", index, base, resp.ContentLength, size, ErrChunkTooLarge)
+	case resp.ContentLength >= 0 && resp.ContentLength < int64(size):
+		return nil, fmt.Errorf("chunk %d from %s: Content-Length %d, want %d: %w", index, base, resp.ContentLength, size, ErrChunkShort)
+	}
+	if cap(buf) < size+1 {
+		buf = make([]byte, size+1)
+	}
+	buf = buf[:size+1]
+	n, err := io.ReadFull(resp.Body, buf)
+	switch {
+	case n > size:
+		return nil, fmt.Errorf("chunk %d from %s: %w", index, base, ErrChunkTooLarge)
+	case n < size:
+		if err == nil || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			err = ErrChunkShort
+		}
+		return nil, fmt.Errorf("chunk %d from %s: got %d of %d bytes: %w", index, base, n, size, err)
+	}
+	return buf[:size], nil
+}
+
+// EdgeClient speaks the swarm API of one edge.
+type EdgeClient struct {
+	Base string // e.g. "http://127.0.0.1:8080"
+	HTTP *http.Client
+}
+
+// Keys fetches the edge tier's manifest-signing keys.
+func (c *EdgeClient) Keys(ctx context.Context) (core.KeyRing, error) {
+	var kr KeyResponse
+	if err := c.do(ctx, http.MethodGet, PathKey, nil, &kr); err != nil {
+		return nil, err
+	}
+	ring := core.KeyRing{}
+	for _, k := range kr.Keys {
+		if len(k.PublicKey) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("edge key %q: %d bytes", k.ID, len(k.PublicKey))
+		}
+		pub := ed25519.PublicKey(k.PublicKey)
+		ring[core.KeyIDOf(pub)] = pub
+	}
+	if len(ring) == 0 {
+		return nil, errors.New("edge published no keys")
+	}
+	return ring, nil
+}
+
+// Manifest fetches and verifies the manifest of objectURL (a path such as
+// "/videos/a.mp4").
+func (c *EdgeClient) Manifest(ctx context.Context, objectURL string, ring core.KeyRing) (*core.Manifest, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+PathManifest+"?url="+url.QueryEscape(objectURL), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("manifest of %s: %w", objectURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("manifest of %s: %s: %s", objectURL, resp.Status, bytes.TrimSpace(msg))
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("manifest of %s: %w", objectURL, err)
+	}
+	if len(body) > MaxManifestBody {
+		return nil, fmt.Errorf("manifest of %s: larger than %d bytes", objectURL, MaxManifestBody)
+	}
+	m, err := core.ParseManifest(body, ring)
+	if err != nil {
+		return nil, fmt.Errorf("manifest of %s: %w", objectURL, err)
+	}
+	return m, nil
+}
+
+// Register enrolls a peer.
+func (c *EdgeClient) Register(ctx context.Context, r RegisterRequest) (RegisterResponse, error) {
+	var out RegisterResponse
+	err := c.do(ctx, http.MethodPost, PathRegister, r, &out)
+	return out, err
+}
+
+// Announce reports holdings and returns a hand-out.
+func (c *EdgeClient) Announce(ctx context.Context, r AnnounceRequest) (AnnounceResponse, error) {
+	var out AnnounceResponse
+	err := c.do(ctx, http.MethodPost, PathAnnounce, r, &out)
+	if len(out.Peers) > MaxHandout {
+		out.Peers = out.Peers[:MaxHandout]
+	}
+	return out, err
+}
+
+// Report tells the edge about a bad chunk.
+func (c *EdgeClient) Report(ctx context.Context, r ReportRequest) error {
+	return c.do(ctx, http.MethodPost, PathReport, r, nil)
+}
+
+func (c *EdgeClient) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(msg))
+	}
+	if out == nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, MaxJSONBody))
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, MaxJSONBody)).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode: %w", method, path, err)
+	}
+	return nil
+}

@@ -1,0 +1,143 @@
+// Package wire defines the HTTP paths and JSON messages that edgeswarm roles
+// exchange (peer ↔ edge swarm API, peer ↔ peer chunk transfer) and the small
+// clients that speak them. Roles import wire, never each other's servers.
+package wire
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/edgeswarm/edgeswarm/internal/core"
+)
+
+// Paths served by edges (all of them) and peers (PathChunk only).
+const (
+	// PathManifest: GET ?url=/object/path → the signed manifest of the
+	// object's current version (ContentTypeManifest), filling the edge if needed.
+	PathManifest = "/swarm/v1/manifest"
+	// PathKey: GET → the edge tier's ed25519 public key(s), KeyResponse.
+	PathKey = "/swarm/v1/key"
+	// PathRegister: POST RegisterRequest → RegisterResponse.
+	PathRegister = "/swarm/v1/register"
+	// PathAnnounce: POST AnnounceRequest → AnnounceResponse (the hand-out).
+	PathAnnounce = "/swarm/v1/announce"
+	// PathReport: POST ReportRequest → 204. A peer reports a bad chunk sender.
+	PathReport = "/swarm/v1/report"
+	// PathChunk: GET PathChunk + "{root hex}/{index}" → the raw chunk bytes
+	// (application/octet-stream, exact Content-Length).
+	PathChunk = "/swarm/v1/chunk/"
+)
+
+// ContentTypeManifest is the media type of an encoded core.Manifest.
+const ContentTypeManifest = "application/vnd.edgeswarm.manifest"
+
+// Header names.
+const (
+	// HeaderPeerID names the requesting peer on peer ↔ peer requests so the
+	// server can attribute its upload.
+	HeaderPeerID = "X-Edgeswarm-Peer"
+)
+
+// Limits on bodies a server or client reads.
+const (
+	MaxJSONBody     = 1 << 20
+	MaxManifestBody = 64 << 20
+	MaxHandout      = 200
+)
+
+// ChunkPath returns the request path of chunk index of the object root.
+func ChunkPath(root core.Hash, index int) string {
+	return PathChunk + root.String() + "/" + strconv.Itoa(index)
+}
+
+// ParseChunkPath parses what ChunkPath produced (the path after the host).
+func ParseChunkPath(p string) (core.Hash, int, error) {
+	rest, ok := strings.CutPrefix(p, PathChunk)
+	if !ok {
+		return core.Hash{}, 0, fmt.Errorf("chunk path %q: want prefix %s", p, PathChunk)
+	}
+	rootHex, idx, ok := strings.Cut(rest, "/")
+	if !ok {
+		return core.Hash{}, 0, fmt.Errorf("chunk path %q: want %s{root}/{index}", p, PathChunk)
+	}
+	root, err := core.ParseHash(rootHex)
+	if err != nil {
+		return core.Hash{}, 0, fmt.Errorf("chunk path: %w", err)
+	}
+	i, err := strconv.Atoi(idx)
+	if err != nil || i < 0 || i >= core.MaxChunks {
+		return core.Hash{}, 0, fmt.Errorf("chunk path %q: bad index", p)
+	}
+	return root, i, nil
+}
+
+// KeyResponse lists the edge tier's manifest-signing public keys.
+type KeyResponse struct {
+	Keys []KeyInfo `json:"keys"`
+}
+
+// KeyInfo is one public key; PublicKey is base64 of the 32 raw bytes.
+type KeyInfo struct {
+	ID        string `json:"id"`
+	PublicKey []byte `json:"public_key"`
+}
+
+// RegisterRequest enrolls a peer with an edge.
+type RegisterRequest struct {
+	// Addr is where other peers reach this peer's chunk server ("host:port");
+	// empty for a leech-only peer.
+	Addr string `json:"addr,omitempty"`
+	// UploadBps is the peer's upload budget in bytes/s; 0 means unknown.
+	UploadBps int64 `json:"upload_bps,omitempty"`
+	// Name is a free-form label for logs and the demo.
+	Name string `json:"name,omitempty"`
+}
+
+// RegisterResponse gives the peer its identity on this edge.
+type RegisterResponse struct {
+	PeerID string `json:"peer_id"`
+	// Token authenticates the peer's later swarm requests.
+	Token string `json:"token"`
+	// AnnounceIntervalMs is how often the peer should announce.
+	AnnounceIntervalMs int `json:"announce_interval_ms"`
+}
+
+// AnnounceRequest tells the edge what the peer holds of one object and asks
+// for a hand-out of peers.
+type AnnounceRequest struct {
+	PeerID string `json:"peer_id"`
+	Token  string `json:"token"`
+	Root   string `json:"root"`
+	// Have is the bitfield (core.Bitfield.Bytes) of verified chunks held.
+	Have []byte `json:"have"`
+	// Want is the number of peers the requester wants; 0 means the default.
+	Want int `json:"want,omitempty"`
+	// Leaving removes the peer from this object's swarm.
+	Leaving bool `json:"leaving,omitempty"`
+}
+
+// AnnounceResponse is the hand-out: peers that hold chunks of the object,
+// with what they hold, ranked best first.
+type AnnounceResponse struct {
+	Peers              []PeerInfo `json:"peers"`
+	AnnounceIntervalMs int        `json:"announce_interval_ms"`
+}
+
+// PeerInfo is one handed-out peer.
+type PeerInfo struct {
+	PeerID string `json:"peer_id"`
+	Addr   string `json:"addr"`
+	Have   []byte `json:"have"`
+}
+
+// ReportRequest tells the edge that Offender sent a chunk that failed
+// verification.
+type ReportRequest struct {
+	PeerID   string `json:"peer_id"`
+	Token    string `json:"token"`
+	Root     string `json:"root"`
+	Offender string `json:"offender"`
+	Index    int    `json:"index"`
+	Reason   string `json:"reason"`
+}
