@@ -1,0 +1,516 @@
+package edge
+
+// The disk cache: one data file, one metadata file and (once built) one
+// manifest file per stored object version, an in-memory index rebuilt from
+// the metadata at startup, and LRU eviction within a byte budget.
+//
+// Layout under the cache dir:
+//
+//	objects/ab/<id>.data      the body, exactly meta.Size bytes
+//	objects/ab/<id>.meta      JSON meta; its presence commits the version
+//	objects/ab/<id>.manifest  the signed, encoded manifest
+//	tmp/                      files being written; emptied at startup
+//
+// Every file is written to tmp/, fsynced and renamed into place. A version
+// is never modified in place except its meta (revalidation); a new version
+// gets a new id, so a reader holding an open data file is never disturbed.
+
+import (
+	"bytes"
+	"container/list"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/edgeswarm/edgeswarm/internal/core"
+)
+
+// errNotCached: the entry was evicted or replaced since it was looked up.
+var errNotCached = errors.New("object not in cache")
+
+const metaVersion = 1
+
+// meta is what the metadata file holds about one stored response.
+type meta struct {
+	V   int    `json:"v"`
+	Key string `json:"key"` // cache key: path and query
+	URL string `json:"url"` // origin URL fetched
+	// Status is always 200 today; kept so other statuses can be stored later.
+	Status int `json:"status"`
+	// Header holds the stored response headers (storedHeaders), one value
+	// each. Never mutated once the meta is built: a new meta replaces it.
+	Header map[string]string `json:"header"`
+	// Stored is when the response (or its latest revalidation) arrived.
+	Stored time.Time `json:"stored"`
+	// InitialAge is the origin's Age header at Stored, in seconds.
+	InitialAge int64 `json:"initial_age,omitempty"`
+	Size       int64 `json:"size"`
+}
+
+// storedHeaders are the response headers kept with an object and sent with
+// it. Hop-by-hop and per-client headers (Set-Cookie) are never stored.
+var storedHeaders = []string{
+	"Content-Type", "Content-Encoding", "Content-Language", "Content-Disposition",
+	"ETag", "Last-Modified", "Cache-Control", "Expires", "Date",
+	"Access-Control-Allow-Origin",
+}
+
+// validator is what names this version in its manifest.
+func (m meta) validator() string {
+	if v := m.Header["ETag"]; v != "" {
+		return v
+	}
+	return m.Header["Last-Modified"]
+}
+
+func (m meta) check() error {
+	switch {
+	case m.V != metaVersion:
+		return fmt.Errorf("meta version %d, want %d", m.V, metaVersion)
+	case !strings.HasPrefix(m.Key, "/"):
+		return fmt.Errorf("meta key %q", m.Key)
+	case m.Size < 0:
+		return fmt.Errorf("meta size %d", m.Size)
+	}
+	return nil
+}
+
+// entry is one stored object version.
+type entry struct {
+	id   string // immutable; names its files
+	key  string // immutable
+	size int64  // immutable
+
+	meta    meta           // guarded by cache.mu; replaced on revalidation
+	man     *core.Manifest // guarded by cache.mu; nil until built
+	manEnc  []byte         // guarded by cache.mu; man encoded
+	elem    *list.Element  // guarded by cache.mu; in cache.lru while indexed
+	removed bool           // guarded by cache.mu; evicted or replaced
+}
+
+type cache struct {
+	dir        string
+	budget     int64
+	maxObjects int
+	log        *slog.Logger
+
+	mu     sync.Mutex
+	index  map[string]*entry      // guarded by mu; current version by key
+	byRoot map[core.Hash][]*entry // guarded by mu; versions with a manifest
+	lru    *list.List             // guarded by mu; of *entry, front = most recent
+	total  int64                  // guarded by mu; sum of indexed sizes
+}
+
+func (c *cache) objPath(id, ext string) string {
+	return filepath.Join(c.dir, "objects", id[:2], id+ext)
+}
+
+func (c *cache) tmpDir() string { return filepath.Join(c.dir, "tmp") }
+
+// openCache prepares dir and rebuilds the index from the metadata files.
+// Manifests signed by keyID that verify against pub are loaded too; others
+// are deleted (rebuilt on demand).
+func openCache(dir string, budget int64, maxObjects int, pub ed25519.PublicKey, log *slog.Logger) (*cache, error) {
+	c := &cache{
+		dir: dir, budget: budget, maxObjects: maxObjects, log: log,
+		index: make(map[string]*entry), byRoot: make(map[core.Hash][]*entry), lru: list.New(),
+	}
+	if err := os.RemoveAll(c.tmpDir()); err != nil {
+		return nil, fmt.Errorf("cache: clear tmp: %w", err)
+	}
+	for _, d := range []string{c.tmpDir(), filepath.Join(dir, "objects")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("cache: %w", err)
+		}
+	}
+	if err := c.scan(core.NewKeyRing(pub)); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// scan rebuilds the index. Anything inconsistent (a data file whose size
+// does not match its meta, files without a meta, an older duplicate of a
+// key) is deleted: the cache is a cache.
+func (c *cache) scan(ring core.KeyRing) error {
+	root := filepath.Join(c.dir, "objects")
+	subdirs, err := os.ReadDir(root)
+	if err != nil {
+		return fmt.Errorf("cache: scan: %w", err)
+	}
+	var loaded []*entry
+	for _, sd := range subdirs {
+		if !sd.IsDir() {
+			continue
+		}
+		dir := filepath.Join(root, sd.Name())
+		files, err := os.ReadDir(dir)
+		if err != nil {
+			return fmt.Errorf("cache: scan: %w", err)
+		}
+		metas := map[string]bool{}
+		for _, f := range files {
+			if id, ok := strings.CutSuffix(f.Name(), ".meta"); ok {
+				metas[id] = true
+			}
+		}
+		for _, f := range files {
+			name := f.Name()
+			id := name[:len(name)-len(filepath.Ext(name))]
+			if !validID(id) || !metas[id] || id[:2] != sd.Name() {
+				c.log.Info("cache: removing stray file", "file", filepath.Join(dir, name))
+				os.Remove(filepath.Join(dir, name))
+			}
+		}
+		for id := range metas {
+			if !validID(id) || id[:2] != sd.Name() {
+				continue
+			}
+			e, err := c.load(id, ring)
+			if err == nil && !c.fits(e.size) {
+				err = fmt.Errorf("%d bytes, more than the cache budget %d", e.size, c.budget)
+			}
+			if err != nil {
+				c.log.Info("cache: dropping object", "id", id, "err", err)
+				c.removeFiles(id)
+				continue
+			}
+			loaded = append(loaded, e)
+		}
+	}
+	// Oldest first, so the LRU's front ends up the most recently stored
+	// and a duplicate key keeps its newest version.
+	slices.SortFunc(loaded, func(a, b *entry) int { return a.meta.Stored.Compare(b.meta.Stored) })
+	var victims []*entry
+	c.mu.Lock()
+	for _, e := range loaded {
+		victims = append(victims, c.insertLocked(e)...)
+	}
+	c.mu.Unlock()
+	for _, v := range victims {
+		c.removeFiles(v.id)
+	}
+	c.log.Info("cache: index rebuilt", "objects", len(c.index), "bytes", c.total)
+	return nil
+}
+
+func (c *cache) load(id string, ring core.KeyRing) (*entry, error) {
+	b, err := os.ReadFile(c.objPath(id, ".meta"))
+	if err != nil {
+		return nil, err
+	}
+	var m meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("meta: %w", err)
+	}
+	if err := m.check(); err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(c.objPath(id, ".data"))
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() != m.Size {
+		return nil, fmt.Errorf("data is %d bytes, meta says %d", st.Size(), m.Size)
+	}
+	e := &entry{id: id, key: m.Key, size: m.Size, meta: m}
+	enc, err := os.ReadFile(c.objPath(id, ".manifest"))
+	if err == nil {
+		man, perr := core.ParseManifest(enc, ring)
+		if perr == nil && (man.URL != m.Key || man.Size != m.Size || man.Validator != m.validator()) {
+			perr = errors.New("manifest does not describe this object")
+		}
+		if perr != nil {
+			// Signed by another key or damaged: rebuild when asked.
+			c.log.Info("cache: dropping manifest", "id", id, "err", perr)
+			os.Remove(c.objPath(id, ".manifest"))
+		} else {
+			e.man, e.manEnc = man, enc
+		}
+	}
+	return e, nil
+}
+
+// lookup returns the current version of key and its meta, marking it used.
+func (c *cache) lookup(key string) (*entry, meta, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.index[key]
+	if !ok {
+		return nil, meta{}, false
+	}
+	c.lru.MoveToFront(e.elem)
+	return e, e.meta, true
+}
+
+// open opens e's data file. Opening under mu means eviction (which removes
+// from the index under mu before deleting files) cannot pull the file away
+// between the check and the open; once open, the file stays readable.
+func (c *cache) open(e *entry) (*os.File, meta, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.removed {
+		return nil, meta{}, errNotCached
+	}
+	f, err := os.Open(c.objPath(e.id, ".data"))
+	if err != nil {
+		return nil, meta{}, fmt.Errorf("cache: open %s: %w", e.key, err)
+	}
+	return f, e.meta, nil
+}
+
+// openRoot opens the data of a version with manifest root.
+func (c *cache) openRoot(root core.Hash) (*os.File, *core.Manifest, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	es := c.byRoot[root]
+	if len(es) == 0 {
+		return nil, nil, errNotCached
+	}
+	e := es[0]
+	c.lru.MoveToFront(e.elem)
+	f, err := os.Open(c.objPath(e.id, ".data"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("cache: open %s: %w", e.key, err)
+	}
+	return f, e.man, nil
+}
+
+// manifestByRoot returns the manifest of a stored version with that root.
+func (c *cache) manifestByRoot(root core.Hash) (*core.Manifest, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if es := c.byRoot[root]; len(es) > 0 {
+		return es[0].man, true
+	}
+	return nil, false
+}
+
+func (c *cache) manifest(e *entry) (*core.Manifest, []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return e.man, e.manEnc
+}
+
+// fits reports whether an object of size bytes may be stored at all.
+func (c *cache) fits(size int64) bool { return size <= c.budget }
+
+// newID returns a fresh version id.
+func newID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func validID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil
+}
+
+// commit makes a fully written temp data file the current version of
+// m.Key: it renames the data into place, writes the meta (which commits
+// the version), indexes it and evicts what no longer fits.
+func (c *cache) commit(tmpData string, m meta) (*entry, error) {
+	id := newID()
+	if err := os.MkdirAll(filepath.Dir(c.objPath(id, "")), 0o755); err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	if err := os.Rename(tmpData, c.objPath(id, ".data")); err != nil {
+		return nil, fmt.Errorf("cache: store %s: %w", m.Key, err)
+	}
+	if err := c.writeMeta(id, m); err != nil {
+		os.Remove(c.objPath(id, ".data"))
+		return nil, err
+	}
+	e := &entry{id: id, key: m.Key, size: m.Size, meta: m}
+	c.mu.Lock()
+	victims := c.insertLocked(e)
+	c.mu.Unlock()
+	for _, v := range victims {
+		c.removeFiles(v.id)
+	}
+	return e, nil
+}
+
+// insertLocked indexes e, replacing the key's previous version, and evicts
+// least recently used versions until the budgets hold. It returns the
+// versions whose files the caller must delete (outside mu).
+func (c *cache) insertLocked(e *entry) []*entry {
+	var victims []*entry
+	if old, ok := c.index[e.key]; ok {
+		c.unindexLocked(old)
+		victims = append(victims, old)
+	}
+	c.index[e.key] = e
+	e.elem = c.lru.PushFront(e)
+	c.total += e.size
+	if e.man != nil {
+		c.byRoot[e.man.Root] = append(c.byRoot[e.man.Root], e)
+	}
+	for c.total > c.budget || len(c.index) > c.maxObjects {
+		v := c.lru.Back().Value.(*entry)
+		if v == e {
+			break // cannot happen while size ≤ budget; never evict what was just stored
+		}
+		c.unindexLocked(v)
+		victims = append(victims, v)
+	}
+	return victims
+}
+
+func (c *cache) unindexLocked(e *entry) {
+	if e.removed {
+		return
+	}
+	e.removed = true
+	delete(c.index, e.key)
+	c.lru.Remove(e.elem)
+	c.total -= e.size
+	if e.man != nil {
+		es := c.byRoot[e.man.Root]
+		for i, x := range es {
+			if x == e {
+				es = append(es[:i:i], es[i+1:]...)
+				break
+			}
+		}
+		if len(es) == 0 {
+			delete(c.byRoot, e.man.Root)
+		} else {
+			c.byRoot[e.man.Root] = es
+		}
+	}
+}
+
+// remove drops e from the index and deletes its files.
+func (c *cache) remove(e *entry) {
+	c.mu.Lock()
+	was := !e.removed
+	c.unindexLocked(e)
+	c.mu.Unlock()
+	if was {
+		c.removeFiles(e.id)
+	}
+}
+
+// removeFiles deletes a version's files, meta first so that a crash half
+// way leaves only strays that the next scan removes.
+func (c *cache) removeFiles(id string) {
+	for _, ext := range []string{".meta", ".data", ".manifest"} {
+		if err := os.Remove(c.objPath(id, ext)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			c.log.Warn("cache: remove", "file", c.objPath(id, ext), "err", err)
+		}
+	}
+}
+
+// updateMeta replaces e's meta (after a 304) on disk and in memory.
+func (c *cache) updateMeta(e *entry, m meta) error {
+	if err := c.writeMeta(e.id, m); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.removed {
+		// Evicted meanwhile: the meta just written is a stray.
+		os.Remove(c.objPath(e.id, ".meta"))
+		return errNotCached
+	}
+	e.meta = m
+	return nil
+}
+
+func (c *cache) writeMeta(id string, m meta) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("cache: meta of %s: %w", m.Key, err)
+	}
+	if err := c.writeFile(c.objPath(id, ".meta"), b); err != nil {
+		return fmt.Errorf("cache: meta of %s: %w", m.Key, err)
+	}
+	return nil
+}
+
+// setManifest persists a built manifest and indexes e by its root.
+func (c *cache) setManifest(e *entry, man *core.Manifest, enc []byte) error {
+	if err := c.writeFile(c.objPath(e.id, ".manifest"), enc); err != nil {
+		return fmt.Errorf("cache: manifest of %s: %w", e.key, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e.removed {
+		os.Remove(c.objPath(e.id, ".manifest"))
+		return errNotCached
+	}
+	e.man, e.manEnc = man, enc
+	c.byRoot[man.Root] = append(c.byRoot[man.Root], e)
+	return nil
+}
+
+// writeFile writes data to path atomically and durably.
+func (c *cache) writeFile(path string, data []byte) error {
+	f, err := c.createTemp()
+	if err != nil {
+		return err
+	}
+	_, err = bytes.NewReader(data).WriteTo(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func (c *cache) createTemp() (*os.File, error) {
+	f, err := os.CreateTemp(c.tmpDir(), "w-*")
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	return f, nil
+}
+
+// syncDir makes a rename into dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// usage returns the number of indexed objects and their total size.
+func (c *cache) usage() (int, int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.index), c.total
+}
+
+// removeQuiet deletes a file whose removal failing changes nothing: a
+// stray temp file is cleared at the next startup.
+func removeQuiet(path string) { _ = os.Remove(path) }

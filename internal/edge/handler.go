@@ -1,0 +1,130 @@
+package edge
+
+// One wrapper maps handler errors to HTTP statuses (Kraken's handler.Wrap),
+// counts bytes and writes the access log.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/edgeswarm/edgeswarm/internal/swarm"
+)
+
+// errAbort marks an error after which the response must be cut off, not
+// completed: the client must see a broken transfer, never a short body
+// that looks whole.
+var errAbort = errors.New("response aborted")
+
+// statusError carries the HTTP status a handler chose.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+func errorf(code int, format string, args ...any) error {
+	return &statusError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// statusOf maps an error to the status and the one-line message sent.
+func statusOf(err error) (int, string) {
+	var se *statusError
+	switch {
+	case errors.As(err, &se):
+		return se.code, se.msg
+	case errors.Is(err, swarm.ErrInvalidArgument), errors.Is(err, swarm.ErrBitfieldLength):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, swarm.ErrUnknownPeer):
+		return http.StatusUnauthorized, err.Error()
+	case errors.Is(err, swarm.ErrBanned):
+		return http.StatusForbidden, err.Error()
+	case errors.Is(err, swarm.ErrTooManyPeers), errors.Is(err, swarm.ErrTooManyObjects), errors.Is(err, ErrClosed):
+		return http.StatusServiceUnavailable, err.Error()
+	case errors.Is(err, errNotCached):
+		return http.StatusNotFound, err.Error()
+	case errors.Is(err, errOrigin) && errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, err.Error()
+	case errors.Is(err, errOrigin):
+		return http.StatusBadGateway, err.Error()
+	}
+	return http.StatusInternalServerError, "internal error"
+}
+
+// serve runs h and turns its error into a response.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, kind string, h func(http.ResponseWriter, *http.Request) error) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w}
+	err := h(rec, r)
+	if kind == "content" {
+		s.stats.contentBytes.Add(rec.bytes)
+		s.metrics.bytesServed.WithLabelValues("content").Add(float64(rec.bytes))
+	}
+	level := s.log.Debug
+	switch {
+	case err == nil:
+	case r.Context().Err() != nil && errors.Is(err, r.Context().Err()):
+		// The client left; there is no one to answer.
+	case errors.Is(err, errAbort) || rec.status != 0:
+		// Headers are out: the only honest thing left is to cut the
+		// connection, so a short body is never taken for a whole one.
+		s.log.Info("response aborted", "method", r.Method, "path", r.URL.Path, "err", err)
+		panic(http.ErrAbortHandler)
+	default:
+		code, msg := statusOf(err)
+		if code >= 500 {
+			level = s.log.Warn
+		}
+		msg = strings.ReplaceAll(msg, "\n", " ")
+		http.Error(rec, msg, code)
+	}
+	level("access", "kind", kind, "method", r.Method, "uri", truncate(r.URL.RequestURI(), 200),
+		"status", rec.code(), "bytes", rec.bytes, "cache", rec.Header().Get("X-Cache"),
+		"dur", time.Since(start), "remote", r.RemoteAddr, "err", err)
+}
+
+// recorder remembers the status and counts body bytes.
+type recorder struct {
+	http.ResponseWriter
+	status int   // 0 until headers are written
+	bytes  int64 // body bytes written
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 && code >= 200 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *recorder) code() int {
+	if r.status == 0 {
+		return http.StatusOK
+	}
+	return r.status
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Flush passes flushes through.
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func lower(s string) string { return strings.ToLower(s) }

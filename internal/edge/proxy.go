@@ -1,0 +1,120 @@
+package edge
+
+// The caching reverse proxy: every GET or HEAD outside the swarm API is an
+// object on the origin.
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/edgeswarm/edgeswarm/internal/core"
+)
+
+// maxServeAttempts bounds retries when the version a request obtained is
+// evicted or replaced before it could be opened.
+const maxServeAttempts = 3
+
+func (s *Server) handleContent(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return errorf(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
+	}
+	key, err := cacheKey(r.URL)
+	if err != nil {
+		return err
+	}
+	for range maxServeAttempts {
+		res, err := s.obtain(r.Context(), key)
+		switch {
+		case err != nil:
+			return err
+		case res.direct:
+			return s.passThrough(w, r, key)
+		case res.pass != nil:
+			return s.replay(w, r, res.pass)
+		}
+		if err := s.serveEntry(w, r, res.entry, res.status); !errors.Is(err, errNotCached) {
+			return err
+		}
+	}
+	return errorf(http.StatusServiceUnavailable, "%s was evicted while being served; retry", key)
+}
+
+// cacheKey is the object's path and query as the client sent them.
+func cacheKey(u *url.URL) (string, error) {
+	key := u.EscapedPath()
+	if u.RawQuery != "" {
+		key += "?" + u.RawQuery
+	}
+	switch {
+	case !strings.HasPrefix(key, "/"):
+		return "", errorf(http.StatusBadRequest, "request path %q does not start with /", truncate(key, 80))
+	case len(key) > core.MaxURLLen:
+		return "", errorf(http.StatusRequestURITooLong, "request URI longer than %d bytes", core.MaxURLLen)
+	}
+	return key, nil
+}
+
+// serveEntry serves a stored version; net/http handles Range, If-Range and
+// conditional requests against the stored validators.
+func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, status string) error {
+	f, m, err := s.cache.open(e)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := w.Header()
+	for k, v := range m.Header {
+		if k != "Date" { // the response's own Date is set by net/http
+			h.Set(k, v)
+		}
+	}
+	h.Set("Age", strconv.FormatInt(int64(age(m, s.now()).Seconds()), 10))
+	h.Set("X-Cache", status)
+	s.countStatus(status)
+	modtime, _ := http.ParseTime(m.Header["Last-Modified"])
+	http.ServeContent(w, r, "", modtime, f)
+	return nil
+}
+
+// replay sends a buffered uncacheable response.
+func (s *Server) replay(w http.ResponseWriter, r *http.Request, p *bufferedResponse) error {
+	h := w.Header()
+	for k, v := range p.header {
+		h[k] = v
+	}
+	h.Set("X-Cache", statusPass)
+	h.Set("Content-Length", strconv.Itoa(len(p.body)))
+	s.countStatus(statusPass)
+	w.WriteHeader(p.status)
+	if r.Method != http.MethodHead {
+		if _, err := w.Write(p.body); err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+	}
+	return nil
+}
+
+// countStatus records how one content request was answered.
+func (s *Server) countStatus(status string) {
+	switch status {
+	case statusHit, statusRevalidated, statusStale:
+		s.stats.cacheHits.Add(1)
+	case statusMiss:
+		s.stats.cacheMisses.Add(1)
+	case statusPass:
+		s.stats.passes.Add(1)
+	}
+	s.metrics.requests.WithLabelValues(strings.ToLower(status)).Inc()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,353 @@
+// Package edge is the edge server: a caching reverse proxy in front of one
+// origin with a disk cache, a manifest signer and chunk server for the
+// objects it stores, and the swarm coordinator (tracker) for the peers
+// registered with it. It does not listen on its own: New builds a Server,
+// Handler serves everything on one http.Handler, Serve runs it on a
+// listener.
+package edge
+
+import (
+	"context"
+	"crypto/ed25519"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/edgeswarm/edgeswarm/internal/core"
+	"github.com/edgeswarm/edgeswarm/internal/swarm"
+	"github.com/edgeswarm/edgeswarm/internal/wire"
+)
+
+// ErrClosed is returned for work asked of a closed Server.
+var ErrClosed = errors.New("edge: server closed")
+
+// Config configures an edge. Fields marked required have no default.
+type Config struct {
+	// Origin is the origin's base URL, e.g. "http://127.0.0.1:9000"
+	// (required). Object paths are appended to it.
+	Origin string `yaml:"origin"`
+	// CacheDir holds the disk cache (required); created if missing.
+	CacheDir string `yaml:"cache_dir"`
+	// CacheSize is the byte budget of stored objects; 0 means 10 GiB.
+	CacheSize int64 `yaml:"cache_size"`
+	// MaxObjects bounds the number of stored objects; 0 means 1,000,000.
+	MaxObjects int `yaml:"max_objects"`
+	// MaxObjectSize is the largest object stored; larger ones are passed
+	// through. 0 means CacheSize.
+	MaxObjectSize int64 `yaml:"max_object_size"`
+	// ChunkSize is the manifest chunk size; 0 means
+	// core.ChooseChunkSize(object size).
+	ChunkSize int `yaml:"chunk_size"`
+	// DefaultTTL is the freshness of responses without explicit expiry or
+	// Last-Modified; 0 means 60s.
+	DefaultTTL time.Duration `yaml:"default_ttl"`
+	// FillTimeout bounds one origin fetch into the cache (it runs detached
+	// from the clients waiting on it); 0 means 10m.
+	FillTimeout time.Duration `yaml:"fill_timeout"`
+	// AnnounceInterval is how often peers are told to announce; 0 means
+	// 500ms.
+	AnnounceInterval time.Duration `yaml:"announce_interval"`
+	// SigningKey signs manifests (required).
+	SigningKey ed25519.PrivateKey `yaml:"-"`
+	// Swarm configures the tracker; the zero value means its defaults.
+	Swarm swarm.Config `yaml:"swarm"`
+}
+
+func (c Config) applyDefaults() Config {
+	if c.CacheSize == 0 {
+		c.CacheSize = 10 << 30
+	}
+	if c.MaxObjects == 0 {
+		c.MaxObjects = 1_000_000
+	}
+	if c.MaxObjectSize == 0 {
+		c.MaxObjectSize = c.CacheSize
+	}
+	if c.DefaultTTL == 0 {
+		c.DefaultTTL = 60 * time.Second
+	}
+	if c.FillTimeout == 0 {
+		c.FillTimeout = 10 * time.Minute
+	}
+	if c.AnnounceInterval == 0 {
+		c.AnnounceInterval = 500 * time.Millisecond
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	u, err := url.Parse(c.Origin)
+	switch {
+	case c.Origin == "":
+		return errors.New("edge config: Origin is required")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "":
+		return fmt.Errorf("edge config: Origin %q is not an http(s) base URL", c.Origin)
+	case c.CacheDir == "":
+		return errors.New("edge config: CacheDir is required")
+	case len(c.SigningKey) != ed25519.PrivateKeySize:
+		return fmt.Errorf("edge config: SigningKey has %d bytes, want an ed25519 private key", len(c.SigningKey))
+	case c.CacheSize < 0 || c.MaxObjects < 0 || c.MaxObjectSize < 0:
+		return errors.New("edge config: negative cache limit")
+	case c.ChunkSize != 0 && !core.ValidChunkSize(c.ChunkSize):
+		return fmt.Errorf("edge config: ChunkSize %d is not a power of two in [%d,%d]", c.ChunkSize, core.MinChunkSize, core.MaxChunkSize)
+	case c.DefaultTTL < 0 || c.FillTimeout < 0 || c.AnnounceInterval < 0:
+		return errors.New("edge config: negative duration")
+	}
+	return nil
+}
+
+// Deps are the Server's injected collaborators.
+type Deps struct {
+	Logger *slog.Logger     // nil = discard
+	Now    func() time.Time // nil = time.Now
+	Rand   *rand.Rand       // nil = seeded from crypto/rand
+	// OriginTransport carries origin requests; nil = a tuned *http.Transport.
+	OriginTransport http.RoundTripper
+}
+
+// Stats are the Server's counters.
+type Stats struct {
+	OriginFetches      int64 // origin requests made, revalidations included
+	CacheHits          int64 // content requests answered from the cache (HIT, REVALIDATED, STALE)
+	CacheMisses        int64 // content requests whose body came from the origin into the cache (MISS)
+	Passes             int64 // content requests passed through without storing (PASS)
+	ManifestBuilds     int64
+	ChunksServed       int64 // chunk requests completed
+	ChunkBytesServed   int64
+	ContentBytesServed int64 // body bytes of content responses
+	CachedObjects      int
+	CachedBytes        int64
+	PeersRegistered    int
+	PeersBanned        int // banned peers the tracker remembers
+}
+
+// Server is one edge. Create it with New.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	now        func() time.Time
+	originBase string
+	client     *http.Client
+	pub        ed25519.PublicKey
+	keyID      string
+	cache      *cache
+	tracker    *swarm.Tracker
+	metrics    *metrics
+	handler    http.Handler
+
+	fills    group[*fillResult]   // by cache key
+	builds   group[builtManifest] // by version id
+	passMemo passMemo
+	usage    usage
+	stats    counters
+
+	ctx    context.Context // ends at Close; parent of fills and builds
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	closed  bool                      // guarded by mu
+	servers map[*http.Server]struct{} // guarded by mu
+	wg      sync.WaitGroup            // fills and builds; Add under mu while !closed
+	once    sync.Once
+}
+
+// New opens the cache in cfg.CacheDir (rebuilding its index) and returns a
+// Server ready to serve.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.applyDefaults()
+	s := &Server{
+		cfg:        cfg,
+		log:        deps.Logger,
+		now:        deps.Now,
+		originBase: strings.TrimSuffix(cfg.Origin, "/"),
+		pub:        cfg.SigningKey.Public().(ed25519.PublicKey),
+		servers:    make(map[*http.Server]struct{}),
+	}
+	s.keyID = core.KeyIDOf(s.pub)
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	rng := deps.Rand
+	if rng == nil {
+		var seed [32]byte
+		crand.Read(seed[:])
+		rng = rand.New(rand.NewChaCha8(seed))
+	}
+	tr := deps.OriginTransport
+	if tr == nil {
+		tr = newOriginTransport()
+	}
+	s.client = &http.Client{
+		Transport: tr,
+		// A redirect is the origin's answer, passed to the client as is.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	var err error
+	if s.cache, err = openCache(cfg.CacheDir, cfg.CacheSize, cfg.MaxObjects, s.pub, s.log); err != nil {
+		return nil, err
+	}
+	s.tracker, err = swarm.New(cfg.Swarm, swarm.Deps{Now: s.now, Rand: rng, Logger: s.log.With("component", "swarm")})
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	s.metrics = newMetrics(s)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.handler = http.HandlerFunc(s.route)
+	return s, nil
+}
+
+func newOriginTransport() *http.Transport {
+	return &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+		ForceAttemptHTTP2:     true,
+	}
+}
+
+// Handler returns the handler for everything the edge serves: proxied
+// content, the swarm API (/swarm/v1/), /metrics and /healthz.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	var h func(http.ResponseWriter, *http.Request) error
+	kind := "content"
+	switch {
+	case p == wire.PathManifest:
+		h, kind = s.handleManifest, "manifest"
+	case strings.HasPrefix(p, wire.PathChunk):
+		h, kind = s.handleChunk, "chunk"
+	case p == wire.PathKey:
+		h, kind = s.handleKey, "swarm"
+	case p == wire.PathRegister:
+		h, kind = s.handleRegister, "swarm"
+	case p == wire.PathAnnounce:
+		h, kind = s.handleAnnounce, "swarm"
+	case p == wire.PathReport:
+		h, kind = s.handleReport, "swarm"
+	case strings.HasPrefix(p, "/swarm/v1/") || p == "/swarm/v1":
+		h, kind = func(http.ResponseWriter, *http.Request) error {
+			return errorf(http.StatusNotFound, "no swarm endpoint %s", truncate(p, 80))
+		}, "swarm"
+	case p == "/metrics":
+		s.metrics.http.ServeHTTP(w, r)
+		return
+	case p == "/healthz":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+		return
+	default:
+		h = s.handleContent
+	}
+	s.serve(w, r, kind, h)
+}
+
+// Serve accepts connections on ln until Close; it returns nil after Close.
+func (s *Server) Serve(ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.servers[srv] = struct{}{}
+	s.mu.Unlock()
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops every Serve, cancels fills and manifest builds, stops the
+// tracker and waits for all of them. It is idempotent.
+func (s *Server) Close() error {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		servers := s.servers
+		s.servers = nil
+		s.mu.Unlock()
+		s.cancel()
+		for srv := range servers {
+			srv.Close()
+		}
+		s.tracker.Close()
+	})
+	s.wg.Wait()
+	s.client.CloseIdleConnections()
+	return nil
+}
+
+// spawn runs f in a goroutine that Close waits for, unless closed.
+func (s *Server) spawn(f func()) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return nil
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	objs, bytes := s.cache.usage()
+	ts := s.tracker.Stats()
+	return Stats{
+		OriginFetches:      s.stats.originFetches.Load(),
+		CacheHits:          s.stats.cacheHits.Load(),
+		CacheMisses:        s.stats.cacheMisses.Load(),
+		Passes:             s.stats.passes.Load(),
+		ManifestBuilds:     s.stats.manifestBuilds.Load(),
+		ChunksServed:       s.stats.chunks.Load(),
+		ChunkBytesServed:   s.stats.chunkBytes.Load(),
+		ContentBytesServed: s.stats.contentBytes.Load(),
+		CachedObjects:      objs,
+		CachedBytes:        bytes,
+		PeersRegistered:    ts.Peers,
+		PeersBanned:        ts.Banned,
+	}
+}
+
+// ChunkUsage returns the chunk bytes served per requesting peer id; bytes
+// for unregistered or missing ids are under "".
+func (s *Server) ChunkUsage() map[string]int64 { return s.usage.snapshot() }
+
+// PublicKey returns the manifest-signing public key.
+func (s *Server) PublicKey() ed25519.PublicKey { return s.pub }
+
+// Tracker returns the swarm tracker, for inspection (demo, tests).
+func (s *Server) Tracker() *swarm.Tracker { return s.tracker }

@@ -1,0 +1,139 @@
+package edge
+
+// The swarm API: key, register, announce, report.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/edgeswarm/edgeswarm/internal/core"
+	"github.com/edgeswarm/edgeswarm/internal/swarm"
+	"github.com/edgeswarm/edgeswarm/internal/wire"
+)
+
+func (s *Server) handleKey(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return errorf(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
+	}
+	return writeJSON(w, wire.KeyResponse{Keys: []wire.KeyInfo{{ID: s.keyID, PublicKey: s.pub}}})
+}
+
+func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
+	var req wire.RegisterRequest
+	if err := readJSON(w, r, &req); err != nil {
+		return err
+	}
+	id, tok, err := s.tracker.Register(req.Addr, req.Name, req.UploadBps)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, wire.RegisterResponse{PeerID: id, Token: tok, AnnounceIntervalMs: s.announceMs()})
+}
+
+func (s *Server) handleAnnounce(w http.ResponseWriter, r *http.Request) error {
+	var req wire.AnnounceRequest
+	if err := readJSON(w, r, &req); err != nil {
+		return err
+	}
+	if !s.tracker.Authenticate(req.PeerID, req.Token) {
+		return errorf(http.StatusUnauthorized, "unknown peer id or bad token")
+	}
+	root, err := core.ParseHash(req.Root)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "root: %v", err)
+	}
+	if req.Want < 0 {
+		return errorf(http.StatusBadRequest, "want %d is negative", req.Want)
+	}
+	if req.Leaving {
+		s.tracker.Leave(req.PeerID, root)
+		return writeJSON(w, wire.AnnounceResponse{Peers: []wire.PeerInfo{}, AnnounceIntervalMs: s.announceMs()})
+	}
+	man, ok := s.cache.manifestByRoot(root)
+	if !ok {
+		return errorf(http.StatusNotFound, "no manifest with root %s on this edge", root.Short())
+	}
+	have, err := core.BitfieldFromBytes(man.NumChunks(), req.Have)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "have: %v", err)
+	}
+	if err := s.tracker.Announce(req.PeerID, root, man.NumChunks(), have); err != nil {
+		return err
+	}
+	cands := s.tracker.Handout(root, req.PeerID, req.Want)
+	resp := wire.AnnounceResponse{Peers: make([]wire.PeerInfo, 0, len(cands)), AnnounceIntervalMs: s.announceMs()}
+	for _, c := range cands {
+		resp.Peers = append(resp.Peers, wire.PeerInfo{PeerID: c.PeerID, Addr: c.Addr, Have: c.Have.Bytes()})
+	}
+	return writeJSON(w, resp)
+}
+
+func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) error {
+	var req wire.ReportRequest
+	if err := readJSON(w, r, &req); err != nil {
+		return err
+	}
+	if !s.tracker.Authenticate(req.PeerID, req.Token) {
+		return errorf(http.StatusUnauthorized, "unknown peer id or bad token")
+	}
+	root, err := core.ParseHash(req.Root)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "root: %v", err)
+	}
+	if req.Index < 0 || req.Index >= core.MaxChunks {
+		return errorf(http.StatusBadRequest, "index %d out of range", req.Index)
+	}
+	if req.Offender == "" {
+		return errorf(http.StatusBadRequest, "missing offender")
+	}
+	err = s.tracker.Report(req.PeerID, req.Offender, root, req.Index)
+	if errors.Is(err, swarm.ErrUnknownPeer) {
+		return errorf(http.StatusNotFound, "unknown offender %q", truncate(req.Offender, 40))
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("bad chunk reported", "reporter", req.PeerID, "offender", req.Offender,
+		"root", root.Short(), "chunk", req.Index, "reason", truncate(req.Reason, 200))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) announceMs() int { return int(s.cfg.AnnounceInterval.Milliseconds()) }
+
+// readJSON decodes one JSON value from a POST body of at most
+// wire.MaxJSONBody bytes.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		return errorf(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, wire.MaxJSONBody))
+	err := dec.Decode(v)
+	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
+		err = errors.New("trailing data after the JSON value")
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return errorf(http.StatusRequestEntityTooLarge, "body larger than %d bytes", wire.MaxJSONBody)
+	case err != nil:
+		return errorf(http.StatusBadRequest, "bad JSON body: %v", err)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, err = w.Write(append(b, '\n'))
+	return err
+}

@@ -1,0 +1,129 @@
+package swarm
+
+// Hand-out policies: pure rankings of the candidate peers an edge may hand
+// to a requester. They run without a network and without the tracker's lock.
+
+import (
+	"cmp"
+	"fmt"
+	"math/bits"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/edgeswarm/edgeswarm/internal/core"
+)
+
+// Request is what a policy knows about the peer asking for a hand-out.
+type Request struct {
+	Root   core.Hash
+	PeerID string
+	// Have is what the requester holds of the object (empty if unknown).
+	Have core.Bitfield
+	// Want is how many candidates the caller will keep (already bounded).
+	Want int
+	// Rand breaks ties. It is private to this call, seeded by the tracker,
+	// so a policy stays a pure function of its arguments.
+	Rand *rand.Rand
+}
+
+// Candidate is a live peer in the object's swarm that could be handed out.
+// Later policies (network locality) add fields here.
+type Candidate struct {
+	PeerID string
+	Addr   string
+	Name   string
+	// Have is what the candidate holds. It is shared with the tracker and
+	// must not be modified (the tracker replaces it, never mutates it).
+	Have      core.Bitfield
+	UploadBps int64
+	LastSeen  time.Time
+}
+
+// HandoutPolicy ranks candidates best first. It may reorder cands in place
+// and return it, and may drop candidates it would never hand out.
+type HandoutPolicy interface {
+	Rank(req Request, cands []Candidate) []Candidate
+}
+
+// HandoutPolicyFunc adapts a function to HandoutPolicy.
+type HandoutPolicyFunc func(req Request, cands []Candidate) []Candidate
+
+// Rank calls f.
+func (f HandoutPolicyFunc) Rank(req Request, cands []Candidate) []Candidate { return f(req, cands) }
+
+// Policy names accepted by Config.Policy.
+const (
+	PolicyUsefulFirst = "useful-first"
+	PolicyRandom      = "random"
+)
+
+// PolicyByName returns the named built-in policy.
+func PolicyByName(name string) (HandoutPolicy, error) {
+	switch name {
+	case PolicyUsefulFirst, "":
+		return UsefulFirst{}, nil
+	case PolicyRandom:
+		return Random{}, nil
+	}
+	return nil, fmt.Errorf("swarm: unknown hand-out policy %q (want %q or %q)", name, PolicyUsefulFirst, PolicyRandom)
+}
+
+// UsefulFirst puts first the candidates that hold the most chunks the
+// requester lacks; candidates with nothing useful go last. Ties are broken
+// at random so that requesters in the same state see different orders and
+// the load spreads over the swarm.
+type UsefulFirst struct{}
+
+// Rank implements HandoutPolicy.
+func (UsefulFirst) Rank(req Request, cands []Candidate) []Candidate {
+	shuffle(req.Rand, cands)
+	mine := req.Have.Bytes()
+	type scored struct {
+		c      Candidate
+		useful int
+	}
+	s := make([]scored, len(cands))
+	for i, c := range cands {
+		s[i] = scored{c, usefulCount(c.Have.Bytes(), mine)}
+	}
+	// Stable keeps the random order among equal scores.
+	slices.SortStableFunc(s, func(a, b scored) int { return cmp.Compare(b.useful, a.useful) })
+	for i := range s {
+		cands[i] = s[i].c
+	}
+	return cands
+}
+
+// Random hands out candidates in random order, a baseline for benchmarks.
+type Random struct{}
+
+// Rank implements HandoutPolicy.
+func (Random) Rank(req Request, cands []Candidate) []Candidate {
+	shuffle(req.Rand, cands)
+	return cands
+}
+
+func shuffle(r *rand.Rand, cands []Candidate) {
+	if r == nil {
+		// Deterministic order rather than a panic: a policy called
+		// without randomness (a caller's bug) still ranks.
+		sort.SliceStable(cands, func(i, j int) bool { return cands[i].PeerID < cands[j].PeerID })
+		return
+	}
+	r.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
+}
+
+// usefulCount counts the bits set in theirs and not in mine. A mine shorter
+// than theirs (requester unknown) counts as empty.
+func usefulCount(theirs, mine []byte) int {
+	n := 0
+	for i, b := range theirs {
+		if i < len(mine) {
+			b &^= mine[i]
+		}
+		n += bits.OnesCount8(b)
+	}
+	return n
+}

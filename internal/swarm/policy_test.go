@@ -1,0 +1,141 @@
+package swarm
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/edgeswarm/edgeswarm/internal/core"
+)
+
+// bf builds a bitfield of n chunks with the given chunks set.
+func bf(n int, set ...int) core.Bitfield {
+	f := core.NewBitfield(n)
+	for _, i := range set {
+		f.Set(i)
+	}
+	return f
+}
+
+func ids(cs []Candidate) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.PeerID
+	}
+	return out
+}
+
+func TestUsefulFirstRanking(t *testing.T) {
+	const n = 16
+	tests := []struct {
+		name  string
+		have  core.Bitfield
+		cands []Candidate
+		want  []string // exact order where scores differ
+	}{
+		{
+			name: "more useful chunks first",
+			have: bf(n),
+			cands: []Candidate{
+				{PeerID: "one", Have: bf(n, 0)},
+				{PeerID: "three", Have: bf(n, 0, 1, 2)},
+				{PeerID: "two", Have: bf(n, 5, 9)},
+			},
+			want: []string{"three", "two", "one"},
+		},
+		{
+			name: "chunks the requester holds do not count",
+			have: bf(n, 0, 1, 2, 3),
+			cands: []Candidate{
+				{PeerID: "many-but-useless", Have: bf(n, 0, 1, 2, 3)},
+				{PeerID: "few-but-useful", Have: bf(n, 15)},
+			},
+			want: []string{"few-but-useful", "many-but-useless"},
+		},
+		{
+			name: "unknown requester counts as empty",
+			have: core.Bitfield{},
+			cands: []Candidate{
+				{PeerID: "a", Have: bf(n, 1)},
+				{PeerID: "b", Have: bf(n, 1, 2, 3, 4, 5, 6, 7, 8, 9)},
+			},
+			want: []string{"b", "a"},
+		},
+		{
+			name:  "empty input",
+			have:  bf(n),
+			cands: nil,
+			want:  []string{},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := Request{Have: tc.have, Want: 10, Rand: rand.New(rand.NewPCG(1, 2))}
+			got := ids(UsefulFirst{}.Rank(req, slices.Clone(tc.cands)))
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("order = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// Ties must be broken at random: over many seeds each of the tied peers
+// comes first at least once, while a strictly better peer always wins.
+func TestUsefulFirstTiesSpread(t *testing.T) {
+	const n = 8
+	cands := []Candidate{
+		{PeerID: "best", Have: bf(n, 0, 1, 2)},
+		{PeerID: "t1", Have: bf(n, 3)},
+		{PeerID: "t2", Have: bf(n, 4)},
+		{PeerID: "t3", Have: bf(n, 5)},
+		{PeerID: "t4", Have: bf(n, 6)},
+	}
+	secondPlace := map[string]int{}
+	for seed := range uint64(200) {
+		req := Request{Have: bf(n), Rand: rand.New(rand.NewPCG(seed, 7))}
+		got := UsefulFirst{}.Rank(req, slices.Clone(cands))
+		if got[0].PeerID != "best" {
+			t.Fatalf("seed %d: first = %s, want best", seed, got[0].PeerID)
+		}
+		secondPlace[got[1].PeerID]++
+	}
+	for _, id := range []string{"t1", "t2", "t3", "t4"} {
+		if secondPlace[id] < 20 {
+			t.Errorf("tied peer %s ranked second %d/200 times; ties are not spread: %v", id, secondPlace[id], secondPlace)
+		}
+	}
+}
+
+func TestUsefulFirstDeterministicPerSeed(t *testing.T) {
+	const n = 8
+	var cands []Candidate
+	for i := range 20 {
+		cands = append(cands, Candidate{PeerID: string(rune('a' + i)), Have: bf(n, i%n)})
+	}
+	rank := func() []string {
+		req := Request{Have: bf(n), Rand: rand.New(rand.NewPCG(42, 42))}
+		return ids(UsefulFirst{}.Rank(req, slices.Clone(cands)))
+	}
+	if a, b := rank(), rank(); !slices.Equal(a, b) {
+		t.Fatalf("same seed, different orders:\n%v\n%v", a, b)
+	}
+}
+
+func TestPolicyByName(t *testing.T) {
+	for _, name := range []string{"", PolicyUsefulFirst, PolicyRandom} {
+		if _, err := PolicyByName(name); err != nil {
+			t.Errorf("PolicyByName(%q): %v", name, err)
+		}
+	}
+	if _, err := PolicyByName("closest"); err == nil {
+		t.Error("PolicyByName(closest) succeeded, want error")
+	}
+}
+
+func TestRankWithoutRandIsDeterministic(t *testing.T) {
+	cands := []Candidate{{PeerID: "c"}, {PeerID: "a"}, {PeerID: "b"}}
+	got := ids(Random{}.Rank(Request{}, cands))
+	if want := []string{"a", "b", "c"}; !slices.Equal(got, want) {
+		t.Fatalf("order = %v, want %v", got, want)
+	}
+}

@@ -1,0 +1,586 @@
+// Package swarm tracks, per object version (manifest root), which registered
+// peers hold which chunks, and hands requesters a ranked list of other peers
+// to fetch from. An edge embeds one Tracker and serves it over the swarm API
+// (wire.PathRegister, wire.PathAnnounce, wire.PathReport). The tracker also
+// bans peers that several distinct peers report for sending bad chunks.
+//
+// All state is in memory and bounded: registered peers, tracked objects,
+// peers per object and objects per peer. Peers that stop announcing expire.
+package swarm
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/edgeswarm/edgeswarm/internal/core"
+	"github.com/edgeswarm/edgeswarm/internal/wire"
+)
+
+// Errors returned by the Tracker. Callers map them to protocol statuses.
+var (
+	ErrUnknownPeer     = errors.New("swarm: unknown peer")
+	ErrBanned          = errors.New("swarm: peer is banned")
+	ErrTooManyPeers    = errors.New("swarm: too many registered peers")
+	ErrTooManyObjects  = errors.New("swarm: too many tracked objects")
+	ErrBitfieldLength  = errors.New("swarm: bitfield length does not match the object's chunk count")
+	ErrInvalidArgument = errors.New("swarm: invalid argument")
+)
+
+// Limits on what a peer may register.
+const (
+	MaxAddrLen = 256
+	MaxNameLen = 128
+)
+
+// Config tunes a Tracker. The zero value is usable.
+type Config struct {
+	// MaxPeers bounds registered peers; 0 means 100000.
+	MaxPeers int `yaml:"max_peers"`
+	// MaxObjects bounds objects with a live swarm; 0 means 10000.
+	MaxObjects int `yaml:"max_objects"`
+	// MaxPeersPerObject bounds one object's swarm; 0 means 5000. Announces
+	// of new members past it are not recorded (the peer still gets a
+	// hand-out).
+	MaxPeersPerObject int `yaml:"max_peers_per_object"`
+	// MaxObjectsPerPeer bounds the swarms one peer is a member of; 0 means
+	// 1000.
+	MaxObjectsPerPeer int `yaml:"max_objects_per_peer"`
+	// PeerTTL: a peer not seen in an object's swarm for this long is no
+	// longer handed out and is dropped; 0 means 10s.
+	PeerTTL time.Duration `yaml:"peer_ttl"`
+	// RegistrationTTL: a registered peer that has not announced or
+	// registered for this long is forgotten (its token stops working); 0
+	// means 30m.
+	RegistrationTTL time.Duration `yaml:"registration_ttl"`
+	// SweepInterval is how often expired state is dropped from memory; 0
+	// means PeerTTL, negative disables the sweep goroutine (expired peers
+	// are still skipped and dropped lazily; call Sweep to force).
+	SweepInterval time.Duration `yaml:"sweep_interval"`
+	// BanThreshold is the number of distinct peers that must report a peer
+	// before it is banned; 0 means 2.
+	BanThreshold int `yaml:"ban_threshold"`
+	// DefaultWant is the hand-out size when the requester asks for 0; 0
+	// means 50. Hand-outs never exceed wire.MaxHandout.
+	DefaultWant int `yaml:"default_want"`
+	// Policy names the hand-out policy (PolicyByName); "" means
+	// "useful-first".
+	Policy string `yaml:"policy"`
+}
+
+func (c Config) applyDefaults() Config {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxPeers, 100000)
+	def(&c.MaxObjects, 10000)
+	def(&c.MaxPeersPerObject, 5000)
+	def(&c.MaxObjectsPerPeer, 1000)
+	def(&c.BanThreshold, 2)
+	def(&c.DefaultWant, 50)
+	if c.PeerTTL == 0 {
+		c.PeerTTL = 10 * time.Second
+	}
+	if c.RegistrationTTL == 0 {
+		c.RegistrationTTL = 30 * time.Minute
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = c.PeerTTL
+	}
+	if c.Policy == "" {
+		c.Policy = PolicyUsefulFirst
+	}
+	c.DefaultWant = min(c.DefaultWant, wire.MaxHandout)
+	return c
+}
+
+func (c Config) validate() error {
+	if c.MaxPeers < 0 || c.MaxObjects < 0 || c.MaxPeersPerObject < 0 || c.MaxObjectsPerPeer < 0 ||
+		c.BanThreshold < 0 || c.DefaultWant < 0 || c.PeerTTL < 0 || c.RegistrationTTL < 0 {
+		return fmt.Errorf("swarm config: negative limit in %+v", c)
+	}
+	return nil
+}
+
+// Deps are the Tracker's injected collaborators.
+type Deps struct {
+	Now    func() time.Time // nil = time.Now
+	Rand   *mrand.Rand      // nil = seeded from crypto/rand; breaks hand-out ties
+	Logger *slog.Logger     // nil = discard
+	// Policy overrides Config.Policy when non-nil.
+	Policy HandoutPolicy
+}
+
+// Stats are the Tracker's counters.
+type Stats struct {
+	Peers            int   // registered now
+	Objects          int   // objects with a swarm now
+	Members          int   // (peer, object) memberships now
+	Banned           int   // banned peers still remembered
+	BansTotal        int64 // peers ever banned
+	Registrations    int64
+	Announces        int64
+	AnnouncesDropped int64 // announces of new members into a full swarm
+	Reports          int64
+	Handouts         int64
+	Expired          int64 // memberships and registrations dropped by age
+}
+
+// Tracker is the swarm bookkeeping of one edge. It is safe for concurrent
+// use.
+type Tracker struct {
+	cfg    Config
+	now    func() time.Time
+	log    *slog.Logger
+	policy HandoutPolicy
+
+	mu      sync.Mutex
+	rng     *mrand.Rand           // guarded by mu (math/rand is not goroutine-safe)
+	peers   map[string]*peer      // guarded by mu; by peer id
+	objects map[core.Hash]*object // guarded by mu
+	stats   Stats                 // guarded by mu; gauges filled in by Stats
+	banned  map[string]struct{}   // guarded by mu; ids of banned, still-registered peers
+	// bannedAddrs holds the advertised addresses of banned peers with the ban
+	// time, so a banned peer cannot come back under a fresh id by registering
+	// again; entries expire after RegistrationTTL. Guarded by mu.
+	bannedAddrs map[string]time.Time
+
+	stop      chan struct{} // closed by Close
+	closeOnce sync.Once
+	done      chan struct{} // closed when the sweep goroutine ends
+}
+
+type peer struct {
+	id        string
+	tokenHash [32]byte // SHA-256 of the token: the token itself is not kept
+	addr      string
+	name      string
+	uploadBps int64
+	lastSeen  time.Time // registration or latest announce
+	banned    bool
+	// reporters are the distinct peers that reported this one; at most
+	// BanThreshold entries (the ban happens at the threshold).
+	reporters map[string]struct{}
+	objects   map[core.Hash]struct{} // swarms this peer is a member of
+}
+
+type object struct {
+	numChunks int
+	members   map[string]*member // by peer id
+}
+
+type member struct {
+	have     core.Bitfield // replaced on announce, never mutated
+	lastSeen time.Time
+}
+
+// New returns a Tracker and starts its sweep goroutine (see
+// Config.SweepInterval); call Close to stop it.
+func New(cfg Config, deps Deps) (*Tracker, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.applyDefaults()
+	pol := deps.Policy
+	if pol == nil {
+		var err error
+		if pol, err = PolicyByName(cfg.Policy); err != nil {
+			return nil, err
+		}
+	}
+	t := &Tracker{
+		cfg:         cfg,
+		now:         deps.Now,
+		log:         deps.Logger,
+		policy:      pol,
+		rng:         deps.Rand,
+		peers:       make(map[string]*peer),
+		objects:     make(map[core.Hash]*object),
+		banned:      make(map[string]struct{}),
+		bannedAddrs: make(map[string]time.Time),
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
+	}
+	if t.now == nil {
+		t.now = time.Now
+	}
+	if t.log == nil {
+		t.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if t.rng == nil {
+		var seed [32]byte
+		rand.Read(seed[:])
+		t.rng = mrand.New(mrand.NewChaCha8(seed))
+	}
+	if cfg.SweepInterval > 0 {
+		go t.sweepLoop(cfg.SweepInterval)
+	} else {
+		close(t.done)
+	}
+	return t, nil
+}
+
+// Config returns the effective configuration (defaults applied).
+func (t *Tracker) Config() Config { return t.cfg }
+
+// Close stops the sweep goroutine and waits for it. It is idempotent. The
+// tracker stays usable afterwards (expiry is then lazy only).
+func (t *Tracker) Close() error {
+	t.closeOnce.Do(func() { close(t.stop) })
+	<-t.done
+	return nil
+}
+
+func (t *Tracker) sweepLoop(every time.Duration) {
+	defer close(t.done)
+	tk := time.NewTicker(every)
+	defer tk.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-tk.C:
+			t.Sweep()
+		}
+	}
+}
+
+// Register enrolls a peer reachable at addr ("host:port", or "" for a
+// leech-only peer) and returns its id and a secret token.
+func (t *Tracker) Register(addr, name string, uploadBps int64) (peerID, token string, err error) {
+	if len(addr) > MaxAddrLen || len(name) > MaxNameLen || uploadBps < 0 {
+		return "", "", fmt.Errorf("%w: register: addr of %d bytes (max %d), name of %d bytes (max %d), upload %d B/s",
+			ErrInvalidArgument, len(addr), MaxAddrLen, len(name), MaxNameLen, uploadBps)
+	}
+	if addr != "" {
+		if host, port, err := net.SplitHostPort(addr); err != nil || host == "" || port == "" {
+			return "", "", fmt.Errorf("%w: register: addr %q is not host:port", ErrInvalidArgument, addr)
+		}
+	}
+	token = randomHex(16)
+	now := t.now()
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.peers) >= t.cfg.MaxPeers {
+		t.expireLocked(now)
+		if len(t.peers) >= t.cfg.MaxPeers {
+			return "", "", fmt.Errorf("%w: limit %d reached", ErrTooManyPeers, t.cfg.MaxPeers)
+		}
+	}
+	if at, ok := t.bannedAddrs[addr]; ok && addr != "" {
+		if now.Sub(at) <= t.cfg.RegistrationTTL {
+			return "", "", fmt.Errorf("register %s: %w", addr, ErrBanned)
+		}
+		delete(t.bannedAddrs, addr)
+	}
+	for {
+		peerID = randomHex(8)
+		if _, dup := t.peers[peerID]; !dup {
+			break
+		}
+	}
+	t.peers[peerID] = &peer{
+		id:        peerID,
+		tokenHash: sha256.Sum256([]byte(token)),
+		addr:      addr,
+		name:      name,
+		uploadBps: uploadBps,
+		lastSeen:  now,
+	}
+	t.stats.Registrations++
+	t.log.Debug("peer registered", "peer", peerID, "name", name, "addr", addr)
+	return peerID, token, nil
+}
+
+// Authenticate reports whether token is the one issued to peerID. The token
+// comparison takes constant time.
+func (t *Tracker) Authenticate(peerID, token string) bool {
+	h := sha256.Sum256([]byte(token))
+	t.mu.Lock()
+	p, ok := t.peers[peerID]
+	var want [32]byte
+	if ok {
+		want = p.tokenHash
+	}
+	t.mu.Unlock()
+	return subtle.ConstantTimeCompare(h[:], want[:]) == 1 && ok
+}
+
+// Known reports whether peerID is registered (banned or not).
+func (t *Tracker) Known(peerID string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.peers[peerID]
+	return ok
+}
+
+// Announce records that peerID holds have of the object root, whose manifest
+// has numChunks chunks, and refreshes the peer's last-seen time. A banned
+// peer's announce is ignored and reported as ErrBanned.
+func (t *Tracker) Announce(peerID string, root core.Hash, numChunks int, have core.Bitfield) error {
+	if numChunks < 0 || numChunks > core.MaxChunks || have.Len() != numChunks {
+		return fmt.Errorf("%w: %d bits for %d chunks of %s", ErrBitfieldLength, have.Len(), numChunks, root.Short())
+	}
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.peers[peerID]
+	if !ok {
+		return fmt.Errorf("announce %s: %w", root.Short(), ErrUnknownPeer)
+	}
+	if p.banned {
+		return fmt.Errorf("announce %s by %s: %w", root.Short(), peerID, ErrBanned)
+	}
+	o, ok := t.objects[root]
+	if ok && o.numChunks != numChunks {
+		return fmt.Errorf("%w: %d chunks announced for %s, tracked with %d", ErrBitfieldLength, numChunks, root.Short(), o.numChunks)
+	}
+	t.stats.Announces++
+	p.lastSeen = now
+	if ok {
+		if m, isMember := o.members[peerID]; isMember {
+			m.have, m.lastSeen = have, now
+			return nil
+		}
+	}
+	// A new membership: check every bound before changing anything.
+	if len(p.objects) >= t.cfg.MaxObjectsPerPeer {
+		t.stats.AnnouncesDropped++
+		return fmt.Errorf("announce %s by %s: member of %d objects already: %w", root.Short(), peerID, len(p.objects), ErrTooManyObjects)
+	}
+	if !ok {
+		if len(t.objects) >= t.cfg.MaxObjects {
+			t.expireLocked(now)
+		}
+		if len(t.objects) >= t.cfg.MaxObjects {
+			return fmt.Errorf("announce %s: %w (limit %d)", root.Short(), ErrTooManyObjects, t.cfg.MaxObjects)
+		}
+		o = &object{numChunks: numChunks, members: make(map[string]*member)}
+		t.objects[root] = o
+	}
+	if len(o.members) >= t.cfg.MaxPeersPerObject {
+		t.expireObjectLocked(root, o, now)
+		if len(o.members) >= t.cfg.MaxPeersPerObject {
+			// The swarm is full of live peers: the newcomer still gets
+			// hand-outs, it just is not handed out itself.
+			t.stats.AnnouncesDropped++
+			return nil
+		}
+	}
+	o.members[peerID] = &member{have: have, lastSeen: now}
+	if p.objects == nil {
+		p.objects = make(map[core.Hash]struct{})
+	}
+	p.objects[root] = struct{}{}
+	return nil
+}
+
+// Leave removes peerID from root's swarm. Unknown peers or objects are not
+// an error: leaving is idempotent.
+func (t *Tracker) Leave(peerID string, root core.Hash) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.removeMemberLocked(peerID, root)
+}
+
+// Handout returns up to want (0 means Config.DefaultWant; at most
+// wire.MaxHandout) other live, non-banned peers of root's swarm that hold
+// at least one chunk and are reachable, ranked by the policy.
+func (t *Tracker) Handout(root core.Hash, peerID string, want int) []Candidate {
+	if want <= 0 {
+		want = t.cfg.DefaultWant
+	}
+	want = min(want, wire.MaxHandout)
+	now := t.now()
+
+	t.mu.Lock()
+	t.stats.Handouts++
+	o, ok := t.objects[root]
+	if !ok {
+		t.mu.Unlock()
+		return nil
+	}
+	req := Request{Root: root, PeerID: peerID, Want: want}
+	if m, ok := o.members[peerID]; ok {
+		req.Have = m.have
+	}
+	cands := make([]Candidate, 0, min(len(o.members), 4*wire.MaxHandout))
+	var expired []string
+	for id, m := range o.members {
+		if now.Sub(m.lastSeen) > t.cfg.PeerTTL {
+			expired = append(expired, id)
+			continue
+		}
+		p := t.peers[id]
+		if id == peerID || p == nil || p.banned || p.addr == "" || m.have.Count() == 0 {
+			continue
+		}
+		cands = append(cands, Candidate{
+			PeerID: id, Addr: p.addr, Name: p.name, Have: m.have,
+			UploadBps: p.uploadBps, LastSeen: m.lastSeen,
+		})
+	}
+	for _, id := range expired {
+		t.removeMemberLocked(id, root)
+		t.stats.Expired++
+	}
+	req.Rand = mrand.New(mrand.NewPCG(t.rng.Uint64(), t.rng.Uint64()))
+	t.mu.Unlock()
+
+	// Rank outside the lock: it is the only part that grows with the swarm.
+	cands = t.policy.Rank(req, cands)
+	if len(cands) > want {
+		cands = cands[:want]
+	}
+	return cands
+}
+
+// Report records that reporter received a chunk of root (index) from
+// offender that failed verification. Once Config.BanThreshold distinct peers
+// have reported the offender it is banned: removed from every swarm, never
+// handed out again, its announces refused. Reports by banned peers and
+// repeated reports by the same peer do not count.
+func (t *Tracker) Report(reporter, offender string, root core.Hash, index int) error {
+	if reporter == offender {
+		return fmt.Errorf("%w: a peer cannot report itself", ErrInvalidArgument)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, ok := t.peers[reporter]
+	if !ok {
+		return fmt.Errorf("report by %s: %w", reporter, ErrUnknownPeer)
+	}
+	o, ok := t.peers[offender]
+	if !ok {
+		return fmt.Errorf("report of %q: %w", offender, ErrUnknownPeer)
+	}
+	t.stats.Reports++
+	if r.banned || o.banned {
+		return nil
+	}
+	if o.reporters == nil {
+		o.reporters = make(map[string]struct{})
+	}
+	o.reporters[reporter] = struct{}{}
+	t.log.Info("peer reported", "offender", offender, "reporter", reporter, "root", root.Short(), "chunk", index,
+		"reports", len(o.reporters), "threshold", t.cfg.BanThreshold)
+	if len(o.reporters) < t.cfg.BanThreshold {
+		return nil
+	}
+	o.banned = true
+	o.reporters = nil
+	t.banned[offender] = struct{}{}
+	if o.addr != "" && len(t.bannedAddrs) < t.cfg.MaxPeers {
+		t.bannedAddrs[o.addr] = t.now()
+	}
+	t.stats.BansTotal++
+	for root := range o.objects {
+		t.removeMemberLocked(offender, root)
+	}
+	t.log.Warn("peer banned", "peer", offender, "name", o.name, "addr", o.addr)
+	return nil
+}
+
+// IsBanned reports whether peerID is banned.
+func (t *Tracker) IsBanned(peerID string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.banned[peerID]
+	return ok
+}
+
+// Banned returns the ids of the banned peers the tracker remembers, sorted.
+// A banned peer is forgotten with its registration (RegistrationTTL).
+func (t *Tracker) Banned() []string {
+	t.mu.Lock()
+	out := make([]string, 0, len(t.banned))
+	for id := range t.banned {
+		out = append(out, id)
+	}
+	t.mu.Unlock()
+	sort.Strings(out)
+	return out
+}
+
+// Stats returns a snapshot of the counters.
+func (t *Tracker) Stats() Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.stats
+	s.Peers, s.Objects, s.Banned = len(t.peers), len(t.objects), len(t.banned)
+	for _, o := range t.objects {
+		s.Members += len(o.members)
+	}
+	return s
+}
+
+// Sweep drops expired memberships, empty swarms and stale registrations.
+// The sweep goroutine calls it; tests call it to force expiry.
+func (t *Tracker) Sweep() {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.expireLocked(now)
+}
+
+func (t *Tracker) expireLocked(now time.Time) {
+	for root, o := range t.objects {
+		t.expireObjectLocked(root, o, now)
+	}
+	for id, p := range t.peers {
+		if now.Sub(p.lastSeen) <= t.cfg.RegistrationTTL {
+			continue
+		}
+		for root := range p.objects {
+			t.removeMemberLocked(id, root)
+		}
+		delete(t.peers, id)
+		delete(t.banned, id)
+		t.stats.Expired++
+	}
+	for addr, at := range t.bannedAddrs {
+		if now.Sub(at) > t.cfg.RegistrationTTL {
+			delete(t.bannedAddrs, addr)
+		}
+	}
+}
+
+func (t *Tracker) expireObjectLocked(root core.Hash, o *object, now time.Time) {
+	for id, m := range o.members {
+		if now.Sub(m.lastSeen) > t.cfg.PeerTTL {
+			t.removeMemberLocked(id, root)
+			t.stats.Expired++
+		}
+	}
+}
+
+func (t *Tracker) removeMemberLocked(peerID string, root core.Hash) {
+	if o, ok := t.objects[root]; ok {
+		delete(o.members, peerID)
+		if len(o.members) == 0 {
+			delete(t.objects, root)
+		}
+	}
+	if p, ok := t.peers[peerID]; ok {
+		delete(p.objects, root)
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // never fails (crypto/rand since Go 1.24)
+	return hex.EncodeToString(b)
+}

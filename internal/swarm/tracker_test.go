@@ -1,0 +1,335 @@
+package swarm
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/edgeswarm/edgeswarm/internal/core"
+	"github.com/edgeswarm/edgeswarm/internal/wire"
+)
+
+// clock is a manual clock for tests.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newTracker(t *testing.T, cfg Config) (*Tracker, *clock) {
+	t.Helper()
+	clk := &clock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = -1 // tests force expiry with Sweep
+	}
+	tr, err := New(cfg, Deps{Now: clk.Now, Rand: rand.New(rand.NewPCG(1, 1))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return tr, clk
+}
+
+func register(t *testing.T, tr *Tracker, n int) []string {
+	t.Helper()
+	var out []string
+	for i := range n {
+		id, _, err := tr.Register(fmt.Sprintf("127.0.0.1:%d", 7000+i), fmt.Sprintf("p%d", i), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, id)
+	}
+	return out
+}
+
+var root = core.HashBytes([]byte("object"))
+
+func TestRegisterAuthenticate(t *testing.T) {
+	tr, _ := newTracker(t, Config{})
+	id, tok, err := tr.Register("10.0.0.1:7001", "a", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tok) != 32 {
+		t.Errorf("token %q: want 32 hex digits (128 bits)", tok)
+	}
+	if !tr.Authenticate(id, tok) {
+		t.Error("valid token refused")
+	}
+	if tr.Authenticate(id, tok[:31]+"x") || tr.Authenticate(id, "") || tr.Authenticate("nobody", tok) {
+		t.Error("invalid credentials accepted")
+	}
+	id2, tok2, _ := tr.Register("", "", 0)
+	if id2 == id || tok2 == tok {
+		t.Error("ids or tokens repeat")
+	}
+	if tr.Authenticate(id2, tok) {
+		t.Error("one peer's token authenticates another")
+	}
+}
+
+func TestRegisterRejectsBadInput(t *testing.T) {
+	tr, _ := newTracker(t, Config{})
+	for name, tc := range map[string]struct {
+		addr, name string
+		bps        int64
+	}{
+		"addr without port": {"10.0.0.1", "", 0},
+		"addr too long":     {string(make([]byte, MaxAddrLen+1)), "", 0},
+		"name too long":     {"", string(make([]byte, MaxNameLen+1)), 0},
+		"negative upload":   {"", "", -1},
+		"empty host":        {":7000", "", 0},
+	} {
+		if _, _, err := tr.Register(tc.addr, tc.name, tc.bps); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("%s: err = %v, want ErrInvalidArgument", name, err)
+		}
+	}
+	if s := tr.Stats(); s.Peers != 0 {
+		t.Errorf("bad input registered %d peers", s.Peers)
+	}
+}
+
+func TestRegisterBounded(t *testing.T) {
+	tr, clk := newTracker(t, Config{MaxPeers: 3, RegistrationTTL: time.Minute})
+	register(t, tr, 3)
+	if _, _, err := tr.Register("", "", 0); !errors.Is(err, ErrTooManyPeers) {
+		t.Fatalf("4th register: err = %v, want ErrTooManyPeers", err)
+	}
+	// Stale registrations make room again.
+	clk.Advance(2 * time.Minute)
+	if _, _, err := tr.Register("", "", 0); err != nil {
+		t.Fatalf("register after expiry: %v", err)
+	}
+	if s := tr.Stats(); s.Peers != 1 {
+		t.Errorf("peers = %d, want 1", s.Peers)
+	}
+}
+
+func TestHandoutFilters(t *testing.T) {
+	tr, _ := newTracker(t, Config{})
+	const n = 10
+	p := register(t, tr, 4)
+	leech, _, _ := tr.Register("", "leech", 0) // no address: never handed out
+	for _, a := range []struct {
+		id   string
+		have core.Bitfield
+	}{
+		{p[0], bf(n)},          // requester
+		{p[1], bf(n, 1, 2)},    // useful
+		{p[2], bf(n)},          // empty: not handed out
+		{p[3], bf(n, 1, 2, 3)}, // useful
+		{leech, bf(n, 1, 2, 3, 4)},
+	} {
+		if err := tr.Announce(a.id, root, n, a.have); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := ids(tr.Handout(root, p[0], 0))
+	if want := []string{p[3], p[1]}; !slices.Equal(got, want) {
+		t.Fatalf("hand-out = %v, want %v (requester, empty and address-less peers excluded)", got, want)
+	}
+	if got := tr.Handout(root, p[0], 1); len(got) != 1 {
+		t.Errorf("want=1 gave %d peers", len(got))
+	}
+	if got := tr.Handout(core.HashBytes([]byte("other")), p[0], 0); len(got) != 0 {
+		t.Errorf("unknown object handed out %v", ids(got))
+	}
+	tr.Leave(p[3], root)
+	if got := ids(tr.Handout(root, p[0], 0)); !slices.Equal(got, []string{p[1]}) {
+		t.Errorf("after leave: %v, want [%s]", got, p[1])
+	}
+}
+
+func TestHandoutWantBounded(t *testing.T) {
+	tr, _ := newTracker(t, Config{})
+	p := register(t, tr, wire.MaxHandout+20)
+	for _, id := range p {
+		if err := tr.Announce(id, root, 1, bf(1, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(tr.Handout(root, "someone", 0)); got != 50 {
+		t.Errorf("default hand-out = %d peers, want 50", got)
+	}
+	if got := len(tr.Handout(root, "someone", 1<<20)); got != wire.MaxHandout {
+		t.Errorf("huge want gave %d peers, want %d", got, wire.MaxHandout)
+	}
+}
+
+func TestHandoutExpiry(t *testing.T) {
+	tr, clk := newTracker(t, Config{PeerTTL: 10 * time.Second})
+	p := register(t, tr, 3)
+	for _, id := range p {
+		if err := tr.Announce(id, root, 4, bf(4, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(8 * time.Second)
+	tr.Announce(p[1], root, 4, bf(4, 0, 1)) // p1 stays live
+	clk.Advance(3 * time.Second)            // p2 is now 11 s old
+	if got := ids(tr.Handout(root, p[0], 0)); !slices.Equal(got, []string{p[1]}) {
+		t.Fatalf("hand-out = %v, want only the live peer %s", got, p[1])
+	}
+	if s := tr.Stats(); s.Members != 1 {
+		t.Errorf("expired members still held: %d members, want 1", s.Members)
+	}
+	clk.Advance(time.Minute)
+	tr.Sweep()
+	if s := tr.Stats(); s.Objects != 0 || s.Members != 0 {
+		t.Errorf("after sweep: %d objects, %d members, want none", s.Objects, s.Members)
+	}
+}
+
+func TestReportBan(t *testing.T) {
+	tr, _ := newTracker(t, Config{})
+	p := register(t, tr, 4)
+	bad, r1, r2, asker := p[0], p[1], p[2], p[3]
+	for _, id := range p {
+		tr.Announce(id, root, 2, bf(2, 0))
+	}
+	if err := tr.Report(bad, bad, root, 0); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("self-report: err = %v", err)
+	}
+	if err := tr.Report(r1, "nobody", root, 0); !errors.Is(err, ErrUnknownPeer) {
+		t.Errorf("report of unknown peer: err = %v", err)
+	}
+	// The same reporter twice is one report.
+	tr.Report(r1, bad, root, 0)
+	tr.Report(r1, bad, root, 1)
+	if tr.IsBanned(bad) || !slices.Contains(ids(tr.Handout(root, asker, 0)), bad) {
+		t.Fatal("banned after a single distinct reporter")
+	}
+	if err := tr.Report(r2, bad, root, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !tr.IsBanned(bad) || !slices.Equal(tr.Banned(), []string{bad}) {
+		t.Fatalf("not banned after two distinct reporters; Banned() = %v", tr.Banned())
+	}
+	if slices.Contains(ids(tr.Handout(root, asker, 0)), bad) {
+		t.Error("banned peer handed out")
+	}
+	if err := tr.Announce(bad, root, 2, bf(2, 0, 1)); !errors.Is(err, ErrBanned) {
+		t.Errorf("banned peer's announce: err = %v, want ErrBanned", err)
+	}
+	if slices.Contains(ids(tr.Handout(root, asker, 0)), bad) {
+		t.Error("banned peer handed out after announcing again")
+	}
+	if s := tr.Stats(); s.BansTotal != 1 || s.Banned != 1 {
+		t.Errorf("stats: %+v", s)
+	}
+	// A banned peer's reports do not count.
+	tr.Report(bad, r1, root, 0)
+	tr.Report(r2, r1, root, 0)
+	if tr.IsBanned(r1) {
+		t.Error("banned peer's report counted toward a ban")
+	}
+}
+
+// TestBannedAddressCannotReregister: a banned peer that registers again from
+// the same address is refused until the ban expires with RegistrationTTL.
+func TestBannedAddressCannotReregister(t *testing.T) {
+	tr, clk := newTracker(t, Config{})
+	p := register(t, tr, 3) // addresses 127.0.0.1:7000..7002
+	tr.Report(p[1], p[0], root, 0)
+	tr.Report(p[2], p[0], root, 0)
+	if !tr.IsBanned(p[0]) {
+		t.Fatal("not banned")
+	}
+	if _, _, err := tr.Register("127.0.0.1:7000", "again", 0); !errors.Is(err, ErrBanned) {
+		t.Fatalf("re-register of a banned address: err = %v, want ErrBanned", err)
+	}
+	if _, _, err := tr.Register("127.0.0.1:7100", "other", 0); err != nil {
+		t.Fatalf("other address refused: %v", err)
+	}
+	clk.Advance(tr.Config().RegistrationTTL + time.Second)
+	tr.Sweep()
+	if _, _, err := tr.Register("127.0.0.1:7000", "later", 0); err != nil {
+		t.Fatalf("ban did not expire: %v", err)
+	}
+}
+
+func TestAnnounceRejects(t *testing.T) {
+	tr, _ := newTracker(t, Config{MaxObjects: 1, MaxPeersPerObject: 2})
+	p := register(t, tr, 3)
+	if err := tr.Announce("nobody", root, 4, bf(4)); !errors.Is(err, ErrUnknownPeer) {
+		t.Errorf("unknown peer: %v", err)
+	}
+	if err := tr.Announce(p[0], root, 4, bf(5)); !errors.Is(err, ErrBitfieldLength) {
+		t.Errorf("bitfield length mismatch: %v", err)
+	}
+	if err := tr.Announce(p[0], root, 4, bf(4, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Announce(p[1], root, 5, bf(5, 1)); !errors.Is(err, ErrBitfieldLength) {
+		t.Errorf("chunk count differing from the tracked object: %v", err)
+	}
+	if err := tr.Announce(p[0], core.HashBytes([]byte("2nd")), 1, bf(1)); !errors.Is(err, ErrTooManyObjects) {
+		t.Errorf("object bound: %v", err)
+	}
+	tr.Announce(p[1], root, 4, bf(4, 2))
+	if err := tr.Announce(p[2], root, 4, bf(4, 3)); err != nil {
+		t.Errorf("announce into a full swarm: %v (want nil, not recorded)", err)
+	}
+	if s := tr.Stats(); s.Members != 2 || s.AnnouncesDropped != 1 {
+		t.Errorf("full swarm: %d members, %d dropped; want 2, 1", s.Members, s.AnnouncesDropped)
+	}
+	if got := len(tr.Handout(root, p[2], 0)); got != 2 {
+		t.Errorf("peer outside a full swarm got %d peers, want 2", got)
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	tr, _ := newTracker(t, Config{})
+	p := register(t, tr, 32)
+	var wg sync.WaitGroup
+	for i, id := range p {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 200 {
+				tr.Announce(id, root, 64, bf(64, (i+j)%64))
+				tr.Handout(root, id, 10)
+				if j%50 == 0 {
+					tr.Report(id, p[(i+1)%len(p)], root, j%64)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	tr.Sweep()
+	_ = tr.Stats()
+}
+
+func TestCloseStopsSweeper(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	tr, err := New(Config{SweepInterval: time.Millisecond}, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _, _ := tr.Register("127.0.0.1:1", "", 0)
+	tr.Announce(id, root, 1, bf(1, 0))
+	tr.Close()
+	tr.Close() // idempotent
+}
+
+func TestConfigValidation(t *testing.T) {
+	if _, err := New(Config{MaxPeers: -1}, Deps{}); err == nil {
+		t.Error("negative MaxPeers accepted")
+	}
+	if _, err := New(Config{Policy: "nope"}, Deps{}); err == nil {
+		t.Error("unknown policy accepted")
+	}
+}
