@@ -21,7 +21,51 @@ var (
 	ErrChunkNotFound = errors.New("source does not hold the chunk")
 	ErrChunkTooLarge = errors.New("chunk response longer than the chunk")
 	ErrChunkShort    = errors.New("chunk response shorter than the chunk")
+	// ErrBusy: the server refused for load (503); ask again later.
+	ErrBusy = errors.New("server busy")
 )
+
+// StatusError is a non-2xx answer from an edge or a peer. errors.Is(err,
+// ErrBusy) holds for a 503 and errors.Is(err, ErrChunkNotFound) for a 404 on
+// the chunk path.
+type StatusError struct {
+	Op   string // e.g. "POST /swarm/v1/announce"
+	Code int
+	Msg  string // the first line of the body, trimmed
+}
+
+func (e *StatusError) Error() string {
+	if e.Msg == "" {
+		return fmt.Sprintf("%s: %d %s", e.Op, e.Code, http.StatusText(e.Code))
+	}
+	return fmt.Sprintf("%s: %d %s: %s", e.Op, e.Code, http.StatusText(e.Code), e.Msg)
+}
+
+// Unwrap maps the statuses callers act on to sentinels.
+func (e *StatusError) Unwrap() error {
+	switch {
+	case e.Code == http.StatusServiceUnavailable:
+		return ErrBusy
+	case e.Code == http.StatusNotFound && strings.Contains(e.Op, PathChunk):
+		return ErrChunkNotFound
+	}
+	return nil
+}
+
+// StatusCode returns the HTTP status carried by err, or 0.
+func StatusCode(err error) int {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return 0
+}
+
+func statusError(op string, resp *http.Response) *StatusError {
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	line, _, _ := strings.Cut(string(bytes.TrimSpace(msg)), "\n")
+	return &StatusError{Op: op, Code: resp.StatusCode, Msg: line}
+}
 
 // FetchChunk GETs chunk index of root from base (a URL such as
 // "http://10.0.0.2:7001") and returns exactly size bytes read into buf
@@ -42,10 +86,8 @@ func FetchChunk(ctx context.Context, hc *http.Client, base string, root core.Has
 	}
 	defer resp.Body.Close()
 	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return nil, ErrChunkNotFound
 	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("chunk %d from %s: status %s", index, base, resp.Status)
+		return nil, statusError("GET "+base+ChunkPath(root, index), resp)
 	case resp.ContentLength > int64(size):
 		return nil, fmt.Errorf("chunk %d from %s: Content-Length %d, want %d: %w", index, base, resp.ContentLength, size, ErrChunkTooLarge)
 	case resp.ContentLength >= 0 && resp.ContentLength < int64(size):
@@ -107,8 +149,7 @@ func (c *EdgeClient) Manifest(ctx context.Context, objectURL string, ring core.K
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, fmt.Errorf("manifest of %s: %s: %s", objectURL, resp.Status, bytes.TrimSpace(msg))
+		return nil, fmt.Errorf("manifest of %s: %w", objectURL, statusError("GET "+PathManifest, resp))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxManifestBody+1))
 	if err != nil {
@@ -168,8 +209,7 @@ func (c *EdgeClient) do(ctx context.Context, method, path string, in, out any) e
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(msg))
+		return statusError(method+" "+path, resp)
 	}
 	if out == nil {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, MaxJSONBody))

@@ -1,0 +1,239 @@
+package chunkstore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/edgeswarm/edgeswarm/internal/core"
+)
+
+// haveFlushDelay bounds how often the have-file is rewritten while chunks
+// arrive: at most once per delay, and always on Close.
+const haveFlushDelay = 250 * time.Millisecond
+
+// Disk is a Store under one directory:
+//
+//	dir/objects/<root hex>/data      the object's bytes, preallocated to its size
+//	dir/objects/<root hex>/manifest  the encoded manifest
+//	dir/objects/<root hex>/have      the held-chunks bitfield (written atomically)
+//
+// The have-file is a hint: on reopen every chunk it lists is re-read and
+// re-verified against the manifest, and dropped if it fails.
+type Disk struct {
+	dir string
+	reg registry
+}
+
+// NewDisk returns a store rooted at dir, creating it if needed.
+func NewDisk(dir string) (*Disk, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "objects"), 0o755); err != nil {
+		return nil, fmt.Errorf("chunkstore: %w", err)
+	}
+	return &Disk{dir: dir}, nil
+}
+
+// Open implements Store.
+func (s *Disk) Open(m *core.Manifest) (Object, error) {
+	return s.reg.open(m, s.create)
+}
+
+// Close implements Store: it flushes and closes every open object.
+func (s *Disk) Close() error { return s.reg.closeAll() }
+
+func (s *Disk) create(m *core.Manifest) (*object, error) {
+	dir := filepath.Join(s.dir, "objects", m.Root.String())
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("chunkstore: open %s: %w", m.Root.Short(), err)
+	}
+	enc, err := m.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("chunkstore: open %s: %w", m.Root.Short(), err)
+	}
+	if old, err := os.ReadFile(filepath.Join(dir, "manifest")); err != nil || !bytes.Equal(old, enc) {
+		if err := writeAtomic(dir, "manifest", enc); err != nil {
+			return nil, fmt.Errorf("chunkstore: open %s: %w", m.Root.Short(), err)
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "data"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("chunkstore: open %s: %w", m.Root.Short(), err)
+	}
+	if st, err := f.Stat(); err != nil || st.Size() != m.Size {
+		if err := f.Truncate(m.Size); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("chunkstore: open %s: preallocate: %w", m.Root.Short(), err)
+		}
+	}
+	b := &diskBackend{dir: dir, f: f, m: m}
+	o := &object{m: m, b: b, have: core.NewBitfield(m.NumChunks())}
+	b.o = o
+	dropped := b.recover()
+	if dropped {
+		// Rewrite the hint now so a crash before the next write does not
+		// make the next open re-verify the same bad chunks again.
+		b.flush()
+	}
+	return o, nil
+}
+
+type diskBackend struct {
+	dir string
+	f   *os.File // ReadAt/WriteAt are safe for concurrent use
+	m   *core.Manifest
+	o   *object // owner: its mu guards the bitfield
+
+	mu      sync.Mutex
+	timer   *time.Timer // guarded by mu: pending have-file flush
+	dirty   bool        // guarded by mu: bitfield changed since the last flush
+	closed  bool        // guarded by mu
+	flushMu sync.Mutex  // serializes flushes
+}
+
+// recover loads the have-file and keeps only the chunks that verify. It
+// reports whether any listed chunk was dropped.
+func (b *diskBackend) recover() (dropped bool) {
+	raw, err := os.ReadFile(filepath.Join(b.dir, "have"))
+	if err != nil {
+		return false
+	}
+	listed, err := core.BitfieldFromBytes(b.m.NumChunks(), raw)
+	if err != nil {
+		return true
+	}
+	buf := make([]byte, b.m.ChunkSize)
+	for i := 0; i < b.m.NumChunks(); i++ {
+		if !listed.Has(i) {
+			continue
+		}
+		data := buf[:b.m.ChunkLen(i)]
+		if _, err := b.f.ReadAt(data, b.m.ChunkOffset(i)); err != nil && !errors.Is(err, io.EOF) {
+			dropped = true
+			continue
+		}
+		if b.m.CheckChunk(i, data) != nil {
+			dropped = true
+			continue
+		}
+		b.o.have.Set(i)
+	}
+	return dropped
+}
+
+func (b *diskBackend) writeAt(i int, data []byte) error {
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	_, err := b.f.WriteAt(data, b.m.ChunkOffset(i))
+	return err
+}
+
+func (b *diskBackend) readAt(i int, buf []byte) error {
+	_, err := b.f.ReadAt(buf, b.m.ChunkOffset(i))
+	if errors.Is(err, os.ErrClosed) {
+		return ErrClosed
+	}
+	return err
+}
+
+// marked schedules a have-file flush unless one is pending.
+func (b *diskBackend) marked() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.dirty = true
+	if b.timer == nil && !b.closed {
+		b.timer = time.AfterFunc(haveFlushDelay, func() {
+			b.mu.Lock()
+			b.timer = nil
+			closed := b.closed
+			b.mu.Unlock()
+			if !closed {
+				b.flush() // a failed flush leaves the old hint; Close retries
+			}
+		})
+	}
+}
+
+// flush syncs the data file, then atomically replaces the have-file with
+// the current bitfield, so the have-file never lists unsynced chunks.
+func (b *diskBackend) flush() error {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
+	b.mu.Lock()
+	b.dirty = false
+	b.mu.Unlock()
+	have := b.o.haveCopy()
+	err := b.f.Sync()
+	if err == nil {
+		err = writeAtomic(b.dir, "have", have.Bytes())
+	}
+	if err != nil {
+		b.mu.Lock()
+		b.dirty = true
+		b.mu.Unlock()
+		return fmt.Errorf("flush have-file: %w", err)
+	}
+	return nil
+}
+
+func (b *diskBackend) close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
+	dirty := b.dirty
+	b.mu.Unlock()
+	var err error
+	if dirty {
+		err = b.flush()
+	}
+	b.flushMu.Lock() // wait out a flush the stopped timer may have started
+	cerr := b.f.Close()
+	b.flushMu.Unlock()
+	if err := errors.Join(err, cerr); err != nil {
+		return fmt.Errorf("chunkstore: close %s: %w", b.m.Root.Short(), err)
+	}
+	return nil
+}
+
+// writeAtomic replaces dir/name with data: temp file, fsync, rename, fsync
+// of the directory.
+func writeAtomic(dir, name string, data []byte) error {
+	tmp, err := os.CreateTemp(dir, name+".tmp*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(dir, name))
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}

@@ -1,0 +1,430 @@
+// Package peer is the edgeswarm peer agent: it downloads objects in parallel
+// from the edge and from other peers, verifies every chunk against the
+// edge-signed manifest, keeps what it holds in a chunkstore, serves verified
+// chunks to other peers (Handler, Serve) and streams objects in order to
+// local players while they download (PlayerHandler).
+//
+// Each download runs one event loop (scheduler.go) that owns its state and
+// hands work to Sources (source.go) through a pure ChunkPolicy (policy.go).
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgeswarm/edgeswarm/internal/chunkstore"
+	"github.com/edgeswarm/edgeswarm/internal/core"
+	"github.com/edgeswarm/edgeswarm/internal/wire"
+)
+
+// ErrClosed is returned by an Agent (and its downloads) after Close.
+var ErrClosed = errors.New("peer: agent closed")
+
+// Agent is one peer: its session with the edge, its downloads (which keep
+// seeding once complete) and its chunk server.
+type Agent struct {
+	cfg      Config
+	store    chunkstore.Store
+	ownStore bool // the agent made store and closes it
+	hc       *http.Client
+	ownHC    bool
+	edge     *wire.EdgeClient
+	edgeSrc  Source
+	log      *slog.Logger
+	now      func() time.Time
+	policy   ChunkPolicy
+
+	ctx    context.Context // canceled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the agent starts; Add only under mu while !closed, or from a counted goroutine
+
+	uploads  chan struct{} // upload slots; never closed
+	upBytes  atomic.Int64
+	upChunks atomic.Int64
+	upBusy   atomic.Int64
+
+	regMu sync.Mutex // serializes key fetch and registration
+
+	mu      sync.Mutex
+	rnd     *rand.Rand                // guarded by mu
+	keys    core.KeyRing              // guarded by mu
+	sess    *session                  // guarded by mu; nil until registered
+	byURL   map[string]*Download      // guarded by mu: current version of each object URL
+	byRoot  map[core.Hash]*Download   // guarded by mu: every live download, served to peers
+	flights map[string]*resolveFlight // guarded by mu: manifest fetches in progress
+	banned  map[string]bool           // guarded by mu: peer IDs and "addr:"+addr
+	servers []*http.Server            // guarded by mu
+	closed  bool                      // guarded by mu
+	once    sync.Once
+}
+
+// session is the agent's identity on its edge.
+type session struct {
+	peerID, token string
+	intervalMs    int // the edge's announce interval, 0 if none
+}
+
+// resolveFlight coalesces concurrent Download calls for one URL.
+type resolveFlight struct {
+	done chan struct{} // closed when d/err are set
+	d    *Download
+	err  error
+}
+
+// New returns an agent for cfg. It does no I/O: the agent registers with
+// the edge at its first download.
+func New(cfg Config, deps Deps) (*Agent, error) {
+	u, err := url.Parse(cfg.Edge)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("peer: edge URL %q: want http(s)://host[:port]", cfg.Edge)
+	}
+	if cfg.Advertise != "" {
+		if _, _, err := net.SplitHostPort(cfg.Advertise); err != nil {
+			return nil, fmt.Errorf("peer: advertise address %q: %w", cfg.Advertise, err)
+		}
+	}
+	cfg = cfg.applyDefaults()
+	a := &Agent{
+		cfg:     cfg,
+		store:   deps.Store,
+		hc:      deps.HTTP,
+		log:     deps.Logger,
+		now:     deps.Now,
+		rnd:     deps.Rand,
+		policy:  deps.Policy,
+		keys:    cfg.Keys,
+		uploads: make(chan struct{}, cfg.MaxUploads),
+		byURL:   map[string]*Download{},
+		byRoot:  map[core.Hash]*Download{},
+		flights: map[string]*resolveFlight{},
+		banned:  map[string]bool{},
+	}
+	if a.store == nil {
+		a.store, a.ownStore = chunkstore.NewMemory(), true
+	}
+	if a.hc == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 32
+		a.hc, a.ownHC = &http.Client{Transport: t}, true
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Name != "" {
+		a.log = a.log.With("peer", cfg.Name)
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.rnd == nil {
+		a.rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	if a.policy == nil {
+		a.policy = DefaultPolicy{}
+	}
+	base := strings.TrimSuffix(cfg.Edge, "/")
+	a.edge = &wire.EdgeClient{Base: base, HTTP: a.hc}
+	a.edgeSrc = &httpSource{id: "edge", kind: KindEdge, base: base, hc: a.hc, self: a.PeerID}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	return a, nil
+}
+
+// PeerID returns the ID the edge gave this peer, or "" before registration.
+func (a *Agent) PeerID() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sess == nil {
+		return ""
+	}
+	return a.sess.peerID
+}
+
+// AgentStats counts what the agent served to other peers.
+type AgentStats struct {
+	PeerID         string
+	UploadedBytes  int64 // chunk payload bytes served
+	UploadedChunks int64
+	UploadsRefused int64 // 503s for want of an upload slot
+}
+
+// Stats returns the agent's upload counters.
+func (a *Agent) Stats() AgentStats {
+	return AgentStats{
+		PeerID:         a.PeerID(),
+		UploadedBytes:  a.upBytes.Load(),
+		UploadedChunks: a.upChunks.Load(),
+		UploadsRefused: a.upBusy.Load(),
+	}
+}
+
+// session returns the agent's registration and trusted keys, fetching keys
+// (trust on first use) and registering when needed.
+func (a *Agent) session(ctx context.Context) (session, core.KeyRing, error) {
+	a.regMu.Lock()
+	defer a.regMu.Unlock()
+	a.mu.Lock()
+	sess, keys := a.sess, a.keys
+	a.mu.Unlock()
+	if keys == nil {
+		k, err := a.edge.Keys(ctx)
+		if err != nil {
+			return session{}, nil, fmt.Errorf("fetch edge keys: %w", err)
+		}
+		ids := make([]string, 0, len(k))
+		for id := range k {
+			ids = append(ids, id)
+		}
+		a.log.Warn("trusting edge keys on first use; configure keys to pin them", "edge", a.cfg.Edge, "keys", ids)
+		keys = k
+	}
+	if sess == nil {
+		r, err := a.edge.Register(ctx, wire.RegisterRequest{Addr: a.cfg.Advertise, UploadBps: a.cfg.UploadBps, Name: a.cfg.Name})
+		if err != nil {
+			return session{}, nil, fmt.Errorf("register with edge: %w", err)
+		}
+		if r.PeerID == "" {
+			return session{}, nil, errors.New("register with edge: empty peer id")
+		}
+		sess = &session{peerID: r.PeerID, token: r.Token, intervalMs: r.AnnounceIntervalMs}
+		a.log.Info("registered", "peer_id", r.PeerID, "edge", a.cfg.Edge)
+	}
+	a.mu.Lock()
+	a.keys, a.sess = keys, sess
+	a.mu.Unlock()
+	return *sess, keys, nil
+}
+
+// renewSession drops the registration peerID so the next session call
+// registers again (the edge may have restarted and forgotten us).
+func (a *Agent) renewSession(peerID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sess != nil && a.sess.peerID == peerID {
+		a.sess = nil
+	}
+}
+
+// currentSession returns the registration without I/O.
+func (a *Agent) currentSession() (session, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sess == nil {
+		return session{}, false
+	}
+	return *a.sess, true
+}
+
+// Download starts, or joins, the download of objectURL (a path such as
+// "/videos/a.mp4") and returns once its manifest is verified. Concurrent
+// calls for one URL share one manifest fetch; ctx bounds only the wait.
+func (a *Agent) Download(ctx context.Context, objectURL string) (*Download, error) {
+	if !strings.HasPrefix(objectURL, "/") || len(objectURL) > core.MaxURLLen {
+		return nil, fmt.Errorf("download %q: want an absolute path of at most %d bytes", objectURL, core.MaxURLLen)
+	}
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil, ErrClosed
+	}
+	old := a.byURL[objectURL]
+	if old != nil && (a.cfg.ManifestTTLMs < 0 || a.now().Sub(old.checkedAt) < ms(a.cfg.ManifestTTLMs)) {
+		a.mu.Unlock()
+		return old, nil
+	}
+	f := a.flights[objectURL]
+	if f == nil {
+		f = &resolveFlight{done: make(chan struct{})}
+		a.flights[objectURL] = f
+		a.wg.Add(1)
+		go a.resolve(objectURL, old, f)
+	}
+	a.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.d, f.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("download %s: %w", objectURL, ctx.Err())
+	}
+}
+
+// resolve fetches the manifest of objectURL and finds or starts its
+// download. On failure it falls back to old, the version already held.
+func (a *Agent) resolve(objectURL string, old *Download, f *resolveFlight) {
+	defer a.wg.Done()
+	ctx, cancel := context.WithTimeout(a.ctx, 30*time.Second)
+	defer cancel()
+	d, err := a.start(ctx, objectURL)
+	if err != nil && old != nil && !old.failed() {
+		a.log.Warn("manifest refresh failed; serving the version held", "url", objectURL, "err", err)
+		d, err = old, nil
+	}
+	a.mu.Lock()
+	delete(a.flights, objectURL)
+	if err == nil && !a.closed {
+		a.byURL[objectURL] = d
+		d.checkedAt = a.now()
+	}
+	a.mu.Unlock()
+	f.d, f.err = d, err
+	close(f.done)
+}
+
+func (a *Agent) start(ctx context.Context, objectURL string) (*Download, error) {
+	_, keys, err := a.session(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("download %s: %w", objectURL, err)
+	}
+	m, err := a.edge.Manifest(ctx, objectURL, keys)
+	if err != nil {
+		return nil, fmt.Errorf("download %s: %w", objectURL, err)
+	}
+	if d := a.liveDownload(m.Root); d != nil {
+		return d, nil
+	}
+	obj, err := a.store.Open(m)
+	if err != nil {
+		return nil, fmt.Errorf("download %s: open store: %w", objectURL, err)
+	}
+	d := newDownload(a, objectURL, m, obj)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		obj.Close()
+		return nil, ErrClosed
+	}
+	if other := a.byRoot[m.Root]; other != nil && !other.failed() {
+		obj.Close()
+		return other, nil
+	}
+	a.byRoot[m.Root] = d
+	d.launch() // adds to wg under mu while !closed
+	return d, nil
+}
+
+func (a *Agent) liveDownload(root core.Hash) *Download {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if d := a.byRoot[root]; d != nil && !d.failed() {
+		return d
+	}
+	return nil
+}
+
+// forget removes a failed download so that a later Download starts afresh.
+func (a *Agent) forget(d *Download) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.byRoot[d.m.Root] == d {
+		delete(a.byRoot, d.m.Root)
+	}
+	if a.byURL[d.url] == d {
+		delete(a.byURL, d.url)
+	}
+}
+
+// newRand returns an independent generator seeded from the agent's.
+func (a *Agent) newRand() *rand.Rand {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return rand.New(rand.NewPCG(a.rnd.Uint64(), a.rnd.Uint64()))
+}
+
+// ban records that a peer sent a bad chunk; no download asks it again.
+func (a *Agent) ban(id, addr string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.banned[id] = true
+	if addr != "" {
+		a.banned["addr:"+addr] = true
+	}
+}
+
+func (a *Agent) isBanned(id, addr string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.banned[id] || (addr != "" && a.banned["addr:"+addr])
+}
+
+// report tells the edge that offender sent a bad chunk (best effort).
+func (a *Agent) report(root core.Hash, offender string, index int, reason string) {
+	defer a.wg.Done()
+	sess, ok := a.currentSession()
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
+	defer cancel()
+	err := a.edge.Report(ctx, wire.ReportRequest{
+		PeerID: sess.peerID, Token: sess.token, Root: root.String(),
+		Offender: offender, Index: index, Reason: reason,
+	})
+	if err != nil {
+		a.log.Warn("report bad peer to edge", "offender", offender, "err", err)
+	}
+}
+
+// Close stops every download, announces leaving, stops the chunk servers
+// and waits for every goroutine the agent started. It is idempotent.
+func (a *Agent) Close() error {
+	a.once.Do(func() {
+		a.mu.Lock()
+		a.closed = true
+		servers := a.servers
+		var downloads []*Download
+		for _, d := range a.byRoot {
+			downloads = append(downloads, d)
+		}
+		a.mu.Unlock()
+
+		a.cancel()
+		a.wg.Wait()
+
+		// Leave every swarm so the edge stops handing us out, then stop
+		// serving.
+		if sess, ok := a.currentSession(); ok && len(downloads) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			var wg sync.WaitGroup
+			for _, d := range downloads {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := a.edge.Announce(ctx, wire.AnnounceRequest{
+						PeerID: sess.peerID, Token: sess.token, Root: d.m.Root.String(), Leaving: true,
+					})
+					if err != nil {
+						a.log.Debug("announce leaving", "root", d.m.Root.Short(), "err", err)
+					}
+				}()
+			}
+			wg.Wait()
+			cancel()
+		}
+		for _, srv := range servers {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			if srv.Shutdown(ctx) != nil {
+				srv.Close()
+			}
+			cancel()
+		}
+		for _, d := range downloads {
+			d.obj.Close()
+		}
+		if a.ownStore {
+			a.store.Close()
+		}
+		if a.ownHC {
+			a.hc.CloseIdleConnections()
+		}
+	})
+	return nil
+}

@@ -1,0 +1,128 @@
+package peer
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/edgeswarm/edgeswarm/internal/wire"
+)
+
+// announceLoop posts the download's bitfield to the edge every announce
+// interval (and at once when the loop asks: first chunks, completion), and
+// hands each response's peers to the loop. It runs until the download
+// fails or the agent closes, so a complete download keeps being handed out.
+func (d *Download) announceLoop() {
+	defer d.a.wg.Done()
+	a := d.a
+	interval := ms(a.cfg.AnnounceIntervalMs)
+	timer := time.NewTimer(0) // the first announce goes out at once
+	defer timer.Stop()
+	failures := 0
+	for {
+		select {
+		case <-d.ctx.Done():
+			d.leaveIfFailed()
+			return
+		case <-timer.C:
+		case <-d.announceNow:
+		}
+		next := interval
+		sess, _, err := a.session(d.ctx)
+		if err == nil {
+			var resp wire.AnnounceResponse
+			resp, err = d.announce(sess)
+			if err == nil {
+				failures = 0
+				if edgeIv := ms(resp.AnnounceIntervalMs); edgeIv > next {
+					next = edgeIv
+				}
+				select {
+				case <-d.done: // nothing left to fetch
+				default:
+					d.pushHandout(handout{self: sess.peerID, peers: resp.Peers})
+				}
+			} else {
+				failures++
+				switch wire.StatusCode(err) {
+				case http.StatusUnauthorized:
+					// The edge restarted or expired our registration: register again.
+					a.renewSession(sess.peerID)
+				case http.StatusForbidden:
+					// Banned: the edge hands us out no more and will not take us
+					// back; keep downloading from the sources we have.
+					a.log.Warn("the edge refuses this peer's announces (banned); continuing without the swarm", "root", d.m.Root.Short(), "err", err)
+					return
+				}
+			}
+		} else {
+			failures++
+			if wire.StatusCode(err) == http.StatusForbidden {
+				a.log.Warn("the edge refuses this peer (banned); continuing without the swarm", "root", d.m.Root.Short(), "err", err)
+				return
+			}
+		}
+		if err != nil {
+			if d.ctx.Err() != nil {
+				d.leaveIfFailed()
+				return
+			}
+			a.log.Debug("announce", "root", d.m.Root.Short(), "err", err)
+			next = interval * time.Duration(min(failures, 10))
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(next)
+	}
+}
+
+func (d *Download) announce(sess session) (wire.AnnounceResponse, error) {
+	ctx, cancel := context.WithTimeout(d.ctx, 5*time.Second)
+	defer cancel()
+	return d.a.edge.Announce(ctx, wire.AnnounceRequest{
+		PeerID: sess.peerID,
+		Token:  sess.token,
+		Root:   d.m.Root.String(),
+		Have:   d.haveBytes(),
+		Want:   d.a.cfg.MaxPeers,
+	})
+}
+
+// leaveIfFailed tells the edge to stop handing us out for a download that
+// failed while the agent lives on (Close announces leaving for the rest).
+func (d *Download) leaveIfFailed() {
+	sess, ok := d.a.currentSession()
+	if !ok || d.a.ctx.Err() != nil || !d.failed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	d.a.edge.Announce(ctx, wire.AnnounceRequest{PeerID: sess.peerID, Token: sess.token, Root: d.m.Root.String(), Leaving: true})
+}
+
+// pushHandout gives the loop the latest hand-out, replacing an unread one.
+func (d *Download) pushHandout(h handout) {
+	for {
+		select {
+		case d.handouts <- h:
+			return
+		default:
+		}
+		select {
+		case <-d.handouts:
+		default:
+		}
+	}
+}
+
+// requestAnnounce asks the announcer to announce now.
+func (d *Download) requestAnnounce() {
+	select {
+	case d.announceNow <- struct{}{}:
+	default:
+	}
+}

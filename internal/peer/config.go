@@ -1,0 +1,128 @@
+package peer
+
+import (
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/edgeswarm/edgeswarm/internal/chunkstore"
+	"github.com/edgeswarm/edgeswarm/internal/core"
+	"github.com/edgeswarm/edgeswarm/internal/wire"
+)
+
+// Config configures an Agent. Each field's comment says what its zero value
+// means; applyDefaults fills them in.
+type Config struct {
+	// Edge is the base URL of the edge this peer registers with, e.g.
+	// "http://127.0.0.1:8080". Required.
+	Edge string `yaml:"edge"`
+	// Advertise is the host:port other peers use to reach this peer's chunk
+	// server. "" means leech only: the edge does not hand this peer out.
+	Advertise string `yaml:"advertise"`
+	// Name is a label for logs and stats; "" means none.
+	Name string `yaml:"name"`
+	// Keys are the trusted edge-tier manifest keys. nil means fetch them
+	// from the edge at the first download (trust on first use, logged at Warn).
+	Keys core.KeyRing `yaml:"-"`
+	// UploadBps is the upload budget (bytes/s) advertised to the edge for
+	// its hand-out ranking; 0 means unknown. The agent does not shape to it.
+	UploadBps int64 `yaml:"upload_bps"`
+	// MaxUploads bounds the chunk uploads served at once; past it requests
+	// get 503 at once. 0 means 16.
+	MaxUploads int `yaml:"max_uploads"`
+
+	// MaxPeers bounds the peer sources of one download (and is the hand-out
+	// size asked of the edge). 0 means 50.
+	MaxPeers int `yaml:"max_peers"`
+	// AnnounceIntervalMs is how often each download announces its bitfield
+	// and refreshes its hand-out. 0 means 500; a longer interval asked by
+	// the edge wins.
+	AnnounceIntervalMs int `yaml:"announce_interval_ms"`
+	// PipelineMs is how much data the scheduler keeps requested from each
+	// source, in milliseconds of that source's measured rate: a source gets
+	// about rate × PipelineMs / chunk size concurrent requests. 0 means 300.
+	PipelineMs int `yaml:"pipeline_ms"`
+	// MaxPeerSlots and MaxEdgeSlots cap the concurrent requests to one peer
+	// and to the edge. 0 means 8 each.
+	MaxPeerSlots int `yaml:"max_peer_slots"`
+	MaxEdgeSlots int `yaml:"max_edge_slots"`
+	// MaxInFlight caps the concurrent chunk requests of one download, and
+	// MaxInFlightBytes the chunk buffers they hold. 0 means 64 and 64 MiB.
+	MaxInFlight      int   `yaml:"max_in_flight"`
+	MaxInFlightBytes int64 `yaml:"max_in_flight_bytes"`
+	// FetchTimeoutMs is the floor of the per-request timeout (the timeout
+	// grows with a source's queue and shrinks with its measured rate). It is
+	// also how soon a silent peer's chunks go back to the edge. 0 means 3000.
+	FetchTimeoutMs int `yaml:"fetch_timeout_ms"`
+	// ReaderWindow is how many chunks ahead of an active reader's position
+	// are fetched first. 0 means 16.
+	ReaderWindow int `yaml:"reader_window"`
+	// RescueMs: a chunk a reader is blocked on that has been in flight from
+	// a peer this long is also asked of the edge. 0 means 1000.
+	RescueMs int `yaml:"rescue_ms"`
+	// EndgameCopies caps the concurrent requests for one chunk once every
+	// missing chunk is in flight. 0 means 2.
+	EndgameCopies int `yaml:"endgame_copies"`
+	// StallTimeoutMs fails a download when no chunk verified for this long.
+	// 0 means 60000.
+	StallTimeoutMs int `yaml:"stall_timeout_ms"`
+	// ManifestTTLMs is how long a manifest is reused before Download asks
+	// the edge again (a new version starts a new download; on an edge
+	// error the old version is served). 0 means 30000; negative means never.
+	ManifestTTLMs int `yaml:"manifest_ttl_ms"`
+}
+
+// applyDefaults returns a copy of c with zero values replaced.
+func (c Config) applyDefaults() Config {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxUploads, 16)
+	def(&c.MaxPeers, 50)
+	c.MaxPeers = min(c.MaxPeers, wire.MaxHandout)
+	def(&c.AnnounceIntervalMs, 500)
+	def(&c.PipelineMs, 300)
+	def(&c.MaxPeerSlots, 8)
+	def(&c.MaxEdgeSlots, 8)
+	def(&c.MaxInFlight, 64)
+	if c.MaxInFlightBytes <= 0 {
+		c.MaxInFlightBytes = 64 << 20
+	}
+	def(&c.FetchTimeoutMs, 3000)
+	def(&c.ReaderWindow, 16)
+	def(&c.RescueMs, 1000)
+	def(&c.EndgameCopies, 2)
+	def(&c.StallTimeoutMs, 60000)
+	if c.ManifestTTLMs == 0 {
+		c.ManifestTTLMs = 30000
+	}
+	return c
+}
+
+func ms(v int) time.Duration { return time.Duration(v) * time.Millisecond }
+
+// Deps are the agent's injected dependencies; every field may be nil.
+type Deps struct {
+	// Store keeps verified chunks; nil means a memory store owned (and
+	// closed) by the agent. A given store is not closed by the agent.
+	Store chunkstore.Store
+	// HTTP is used for edge and peer requests alike; the demo passes one
+	// whose dialer is shaped as this peer's download link. nil means a
+	// client with a pooled transport. Give it MaxIdleConnsPerHost ≥ 8: the
+	// scheduler keeps up to MaxEdgeSlots requests open to the edge.
+	HTTP *http.Client
+	// Logger nil means discard.
+	Logger *slog.Logger
+	// Now nil means time.Now. It stamps stats and drives the scheduler's
+	// rate estimates.
+	Now func() time.Time
+	// Rand seeds per-download randomness (tie-breaks); nil means seeded
+	// from the runtime's random source.
+	Rand *rand.Rand
+	// Policy picks the next chunk to ask each source for; nil means
+	// DefaultPolicy.
+	Policy ChunkPolicy
+}

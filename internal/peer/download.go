@@ -1,0 +1,323 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/edgeswarm/edgeswarm/internal/chunkstore"
+	"github.com/edgeswarm/edgeswarm/internal/core"
+	"github.com/edgeswarm/edgeswarm/internal/wire"
+)
+
+// Download is one object version being fetched, then seeded until the
+// agent closes. Its methods are safe for concurrent use.
+type Download struct {
+	a   *Agent
+	url string
+	m   *core.Manifest
+	obj chunkstore.Object
+
+	ctx    context.Context // canceled when the download fails or the agent closes
+	cancel context.CancelFunc
+	rnd    *rand.Rand // owned by the loop
+	bufs   sync.Pool  // *[]byte of cap ChunkSize+1
+
+	results     chan result   // fetchers → loop; buffered so fetchers never wait
+	handouts    chan handout  // announcer → loop; buffered 1, latest wins
+	poke        chan struct{} // readers → loop; buffered 1
+	announceNow chan struct{} // loop → announcer; buffered 1
+	done        chan struct{} // closed once complete or failed
+	loopDone    chan struct{} // closed when the loop returns
+
+	checkedAt time.Time // guarded by a.mu: when the manifest was last confirmed
+
+	mu      sync.Mutex
+	have    core.Bitfield   // guarded by mu: published by the loop
+	changed chan struct{}   // guarded by mu: closed and replaced whenever have grows or the download ends
+	err     error           // guarded by mu: set once, before done closes
+	ended   bool            // guarded by mu
+	stats   Stats           // guarded by mu
+	readers map[*reader]int // guarded by mu: chunk each active reader needs next
+}
+
+// handout is one announce response for the loop.
+type handout struct {
+	self  string // our peer ID when it was made
+	peers []wire.PeerInfo
+}
+
+func newDownload(a *Agent, objectURL string, m *core.Manifest, obj chunkstore.Object) *Download {
+	d := &Download{
+		a:           a,
+		url:         objectURL,
+		m:           m,
+		obj:         obj,
+		rnd:         a.newRand(),
+		handouts:    make(chan handout, 1),
+		poke:        make(chan struct{}, 1),
+		announceNow: make(chan struct{}, 1),
+		done:        make(chan struct{}),
+		loopDone:    make(chan struct{}),
+		changed:     make(chan struct{}),
+		readers:     map[*reader]int{},
+		have:        obj.Have(),
+	}
+	cs := m.ChunkSize
+	d.bufs.New = func() any { b := make([]byte, cs+1); return &b }
+	d.ctx, d.cancel = context.WithCancel(a.ctx)
+	d.stats = Stats{
+		Bytes:       map[SourceKind]int64{},
+		UsefulBytes: map[SourceKind]int64{},
+		Started:     a.now(),
+	}
+	for i := 0; i < m.NumChunks(); i++ {
+		if d.have.Has(i) {
+			d.stats.ResumedBytes += int64(m.ChunkLen(i))
+		}
+	}
+	return d
+}
+
+// launch starts the loop and the announcer; called with a.mu held.
+func (d *Download) launch() {
+	l := newLoop(d)
+	d.results = make(chan result, l.maxFlight*4+8)
+	d.a.wg.Add(2)
+	go l.run()
+	go d.announceLoop()
+}
+
+// Manifest returns the verified manifest being downloaded.
+func (d *Download) Manifest() *core.Manifest { return d.m }
+
+// Wait blocks until the download completes (nil) or fails, or ctx ends.
+func (d *Download) Wait(ctx context.Context) error {
+	select {
+	case <-d.done:
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stats returns a snapshot of the download's counters.
+func (d *Download) Stats() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.stats
+	s.Bytes = cloneMap(s.Bytes)
+	s.UsefulBytes = cloneMap(s.UsefulBytes)
+	s.Banned = slices.Clone(s.Banned)
+	s.Sources = slices.Clone(s.Sources)
+	return s
+}
+
+func cloneMap(m map[SourceKind]int64) map[SourceKind]int64 {
+	c := make(map[SourceKind]int64, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// Stats describes a download.
+type Stats struct {
+	// Bytes counts chunk payload bytes received per source kind: every
+	// complete chunk response, wasted and corrupt ones included.
+	Bytes map[SourceKind]int64
+	// UsefulBytes counts the bytes of chunks verified and kept (the first
+	// copy of each chunk).
+	UsefulBytes map[SourceKind]int64
+	// DuplicateBytes are verified chunks that arrived after another copy
+	// (endgame and rescue duplicates).
+	DuplicateBytes int64
+	// ResumedBytes were already in the store when the download started.
+	ResumedBytes int64
+	// CorruptChunks counts chunks that failed verification (hash or length).
+	CorruptChunks int
+	// Banned lists the peer IDs this download banned for bad chunks.
+	Banned []string
+	// Requests, Timeouts, Failures and Busy count chunk requests, those
+	// canceled for taking too long, those that failed, and those refused
+	// with 503.
+	Requests, Timeouts, Failures, Busy int
+	Started, Finished                  time.Time
+	Complete                           bool
+	// Sources is a per-source snapshot, refreshed about every 100 ms.
+	Sources []SourceStats
+}
+
+// SourceStats describes one source of a download.
+type SourceStats struct {
+	ID          string
+	Kind        SourceKind
+	Bytes       int64
+	UsefulBytes int64
+	Requests    int
+	Failures    int
+	RateBps     float64 // measured throughput (EWMA), 0 before any chunk
+	Banned      bool
+}
+
+func (d *Download) failed() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ended && d.err != nil
+}
+
+// finish ends the download (err nil = complete); later calls do nothing.
+func (d *Download) finish(err error) {
+	d.mu.Lock()
+	if d.ended {
+		d.mu.Unlock()
+		return
+	}
+	d.ended, d.err = true, err
+	d.stats.Finished = d.a.now()
+	d.stats.Complete = err == nil
+	close(d.changed)
+	d.changed = make(chan struct{})
+	d.mu.Unlock()
+	close(d.done)
+	if err != nil {
+		d.a.forget(d)
+		d.cancel()
+	}
+}
+
+// publish marks chunk i held for readers and the announcer.
+func (d *Download) publish(i int) {
+	d.mu.Lock()
+	d.have.Set(i)
+	close(d.changed)
+	d.changed = make(chan struct{})
+	d.mu.Unlock()
+}
+
+func (d *Download) holds(i int) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.have.Has(i)
+}
+
+func (d *Download) haveBytes() []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.have.Bytes()
+}
+
+func (d *Download) getBuf() *[]byte  { return d.bufs.Get().(*[]byte) }
+func (d *Download) putBuf(b *[]byte) { d.bufs.Put(b) }
+
+// NewReader returns a reader of the whole object, in order. Each Read
+// blocks until the chunk it needs is held (and steers the scheduler to the
+// chunks just ahead of it); it fails when the download fails or ctx ends.
+func (d *Download) NewReader(ctx context.Context) io.ReadSeeker {
+	r := &reader{d: d, ctx: ctx, chunk: -1}
+	context.AfterFunc(ctx, r.unregister)
+	return r
+}
+
+// reader is a ReadSeeker over a download.
+type reader struct {
+	d     *Download
+	ctx   context.Context
+	off   int64
+	chunk int    // index of the chunk in buf, -1 if none
+	buf   []byte // chunk data
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	m := r.d.m
+	if r.off >= m.Size {
+		r.unregister()
+		return 0, io.EOF
+	}
+	i := int(r.off / int64(m.ChunkSize))
+	if r.chunk != i {
+		if err := r.d.waitChunk(r.ctx, r, i); err != nil {
+			return 0, err
+		}
+		data, err := r.d.obj.ReadChunk(i, r.buf)
+		if err != nil {
+			return 0, fmt.Errorf("read %s: %w", m.URL, err)
+		}
+		r.buf, r.chunk = data, i
+	}
+	n := copy(p, r.buf[r.off-m.ChunkOffset(i):])
+	r.off += int64(n)
+	return n, nil
+}
+
+func (r *reader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += r.off
+	case io.SeekEnd:
+		offset += r.d.m.Size
+	default:
+		return 0, errors.New("seek: invalid whence")
+	}
+	if offset < 0 {
+		return 0, errors.New("seek: negative position")
+	}
+	r.off = offset
+	return offset, nil
+}
+
+func (r *reader) unregister() {
+	r.d.mu.Lock()
+	delete(r.d.readers, r)
+	r.d.mu.Unlock()
+}
+
+// waitChunk blocks until chunk i is held, telling the loop that r needs it.
+func (d *Download) waitChunk(ctx context.Context, r *reader, i int) error {
+	d.mu.Lock()
+	if ctx.Err() == nil && d.readers[r] != i {
+		d.readers[r] = i
+		select {
+		case d.poke <- struct{}{}:
+		default:
+		}
+	}
+	for !d.have.Has(i) {
+		if d.ended && d.err != nil {
+			err := d.err
+			d.mu.Unlock()
+			return fmt.Errorf("read %s: %w", d.m.URL, err)
+		}
+		ch := d.changed
+		d.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		d.mu.Lock()
+	}
+	d.mu.Unlock()
+	return nil
+}
+
+// readerPositions returns the chunks active readers need next.
+func (d *Download) readerPositions(dst []int) []int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, i := range d.readers {
+		dst = append(dst, i)
+	}
+	return dst
+}

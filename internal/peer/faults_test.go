@@ -1,0 +1,214 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/edgeswarm/edgeswarm/internal/core"
+	"github.com/edgeswarm/edgeswarm/internal/wire"
+)
+
+// fakePeer is a hand-written peer that holds every chunk but answers chunk
+// requests through misbehave; it counts the requests it got.
+type fakePeer struct {
+	srv  *httptest.Server
+	hits atomic.Int64
+}
+
+func newFakePeer(t *testing.T, o *fakeObject, misbehave func(w http.ResponseWriter, chunk []byte)) *fakePeer {
+	fp := &fakePeer{}
+	fp.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, i, err := wire.ParseChunkPath(r.URL.Path)
+		if err != nil || i >= o.m.NumChunks() {
+			http.NotFound(w, r)
+			return
+		}
+		fp.hits.Add(1)
+		misbehave(w, o.data[o.m.ChunkOffset(i):o.m.ChunkOffset(i)+int64(o.m.ChunkLen(i))])
+	}))
+	t.Cleanup(fp.srv.Close)
+	return fp
+}
+
+func (fp *fakePeer) info(id string, n int) wire.PeerInfo {
+	have := core.NewBitfield(n)
+	for i := 0; i < n; i++ {
+		have.Set(i)
+	}
+	return wire.PeerInfo{PeerID: id, Addr: strings.TrimPrefix(fp.srv.URL, "http://"), Have: have.Bytes()}
+}
+
+// TestBadSources hands a download one misbehaving seeder beside the edge:
+// its chunks must be rejected before storage, fetched elsewhere, and the
+// download must complete with the right bytes. A peer that sends more
+// bytes than the chunk is banned and reported; a short body or a dropped
+// connection is a failure (the network may be at fault), not a ban.
+func TestBadSources(t *testing.T) {
+	t.Cleanup(func() { checkNoLeaks(t) })
+	cases := []struct {
+		name      string
+		misbehave func(w http.ResponseWriter, chunk []byte)
+		ban       bool
+	}{
+		{"short", func(w http.ResponseWriter, c []byte) {
+			w.Header().Set("Content-Length", strconv.Itoa(len(c)-1))
+			w.Write(c[:len(c)-1])
+		}, false},
+		{"long", func(w http.ResponseWriter, c []byte) {
+			w.Header().Set("Content-Length", strconv.Itoa(len(c)+1))
+			w.Write(append(bytes.Clone(c), 0))
+		}, true},
+		{"long-chunked", func(w http.ResponseWriter, c []byte) {
+			w.Write(c) // no Content-Length: chunked encoding
+			w.(http.Flusher).Flush()
+			w.Write([]byte("trailing junk"))
+		}, true},
+		{"flipped", func(w http.ResponseWriter, c []byte) {
+			b := bytes.Clone(c)
+			b[0] ^= 1
+			w.Write(b)
+		}, true},
+		{"midclose", func(w http.ResponseWriter, c []byte) {
+			w.Header().Set("Content-Length", strconv.Itoa(len(c)))
+			w.WriteHeader(200)
+			w.Write(c[:len(c)/2])
+			w.(http.Flusher).Flush()
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		}, false},
+		{"busy", func(w http.ResponseWriter, c []byte) {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		}, false},
+		{"lying-404", func(w http.ResponseWriter, c []byte) {
+			http.NotFound(w, nil)
+		}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newFakeEdge(t, 40e6) // the edge is slower than the liar: it gets asked
+			o := e.addObject("/v.mp4", testData(1<<20+12345, 7), 64<<10)
+			fp := newFakePeer(t, o, tc.misbehave)
+			e.mu.Lock()
+			e.extra = []wire.PeerInfo{fp.info("liar", o.m.NumChunks())}
+			e.mu.Unlock()
+			sp := newSwarmPeer(t, e, peerOpts{name: "victim", seed: 3})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			d, err := sp.a.Download(ctx, "/v.mp4")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Wait(ctx); err != nil {
+				t.Fatalf("download: %v", err)
+			}
+			got, err := io.ReadAll(d.NewReader(ctx))
+			if err != nil || !bytes.Equal(got, o.data) {
+				t.Fatalf("object bytes differ (err %v)", err)
+			}
+			st := d.Stats()
+			if fp.hits.Load() == 0 {
+				t.Fatal("the misbehaving peer was never asked")
+			}
+			banned := slices.Contains(st.Banned, "liar")
+			if banned != tc.ban {
+				t.Fatalf("banned = %v, want %v (stats %+v)", banned, tc.ban, st)
+			}
+			if tc.ban {
+				if st.CorruptChunks == 0 || e.reportsAbout("liar") == 0 {
+					t.Fatalf("corrupt=%d reports=%d, want both > 0", st.CorruptChunks, e.reportsAbout("liar"))
+				}
+				if hits := fp.hits.Load(); hits > 2 {
+					t.Fatalf("banned peer was asked %d times", hits)
+				}
+			} else if st.Failures+st.Busy == 0 {
+				t.Fatalf("no failure counted: %+v", st)
+			}
+			if st.UsefulBytes[KindPeer] != 0 {
+				t.Fatalf("bytes from the bad peer were kept: %+v", st.UsefulBytes)
+			}
+		})
+	}
+}
+
+// TestBadManifest checks that a manifest the edge garbles, or signs with a
+// key we do not trust, fails Download with a clear error and leaves the
+// agent usable.
+func TestBadManifest(t *testing.T) {
+	t.Cleanup(func() { checkNoLeaks(t) })
+	e := newFakeEdge(t, 0)
+	good := e.addObject("/good.bin", testData(100_000, 1), 16<<10)
+	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
+	signedBy := func(priv ed25519.PrivateKey, tamper func(m *core.Manifest)) []byte {
+		m, _ := core.BuildManifest(bytes.NewReader(good.data), "/bad.bin", `"v"`, "", int64(len(good.data)), 16<<10)
+		m.Sign(priv)
+		if tamper != nil {
+			tamper(m)
+		}
+		enc, err := m.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return enc
+	}
+	cases := []struct {
+		name string
+		body []byte
+		code int
+		want error  // errors.Is target, or nil
+		text string // substring of the error
+	}{
+		{"garbage", []byte("<html>not a manifest</html>"), 0, nil, "bad magic"},
+		{"truncated", good.enc[:len(good.enc)-10], 0, nil, "manifest"},
+		{"unknown key", signedBy(other, nil), 0, core.ErrUnknownKey, "manifest"},
+		{"bad root", signedBy(edgeKey(), func(m *core.Manifest) { m.Hashes[0][0] ^= 1 }), 0, core.ErrBadRoot, "manifest"},
+		{"bad signature", signedBy(edgeKey(), func(m *core.Manifest) { m.Signature[0] ^= 1 }), 0, core.ErrBadSignature, "manifest"},
+		{"edge error", []byte("origin down"), http.StatusBadGateway, nil, "502"},
+	}
+	sp := newSwarmPeer(t, e, peerOpts{name: "p"})
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e.mu.Lock()
+			e.manifest = func(url string) ([]byte, int) {
+				if url == "/bad.bin" {
+					return tc.body, tc.code
+				}
+				return nil, 0
+			}
+			e.mu.Unlock()
+			_, err := sp.a.Download(context.Background(), "/bad.bin")
+			if err == nil {
+				t.Fatal("Download accepted a bad manifest")
+			}
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("error %v, want %v", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.text) || !strings.Contains(err.Error(), "/bad.bin") {
+				t.Fatalf("error %q should name the object and say %q", err, tc.text)
+			}
+		})
+	}
+	// The agent still works.
+	d, err := sp.a.Download(context.Background(), "/good.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.a.Download(context.Background(), "relative/path"); err == nil {
+		t.Fatal("accepted a relative object path")
+	}
+}

@@ -1,0 +1,713 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/edgeswarm/edgeswarm/internal/core"
+	"github.com/edgeswarm/edgeswarm/internal/wire"
+)
+
+// tickEvery paces timeout checks, backoff expiry and stats publication.
+const tickEvery = 100 * time.Millisecond
+
+// loop is the scheduler of one download. Its goroutine (run) owns every
+// field; fetch goroutines only read the immutable ones and report on
+// d.results.
+type loop struct {
+	d      *Download
+	a      *Agent
+	m      *core.Manifest
+	cfg    Config
+	policy ChunkPolicy
+	n, cs  int
+
+	held      bitset // verified and stored
+	pending   bitset // missing and not in flight
+	nMissing  int
+	nPending  int
+	grow      uint64 // bumped whenever a chunk goes back to pending
+	flights   map[int][]*flight
+	nFlights  int // live flights
+	maxFlight int
+
+	sources map[string]*srcState // peers by ID (banned ones kept, so not re-added)
+	edge    *srcState
+	avail   []int32 // known non-banned, current peers holding each chunk
+	self    string  // our peer ID, from the last hand-out
+	stripe  int
+	stripes int
+
+	st           Stats // counters, published to d.stats on each tick
+	lastProgress time.Time
+	lastErr      error
+	announced    bool // asked for the announce that follows the first chunk
+	finished     bool
+	nextID       uint64
+
+	// scratch
+	order  []*srcState
+	cands  []int
+	urgent []int
+	pos    []int
+}
+
+// srcState is the loop's view of one source.
+type srcState struct {
+	src       Source
+	kind      SourceKind
+	addr      string
+	have      bitset // nil: holds everything (the edge)
+	haveEpoch uint64 // bumped when have changes
+	// emptyGrow/emptyHave remember a scan that found nothing to ask; it
+	// stays empty until pending grows or have changes.
+	emptyValid           bool
+	emptyGrow, emptyHave uint64
+
+	rate     float64 // EWMA of delivered bytes/s (Little's law per completion); 0 = unmeasured
+	inflight int
+	failures int       // consecutive failures and timeouts
+	until    time.Time // not asked before this (backoff)
+	stale    bool      // missing from the latest hand-out
+	banned   bool
+
+	bytes, useful      int64
+	requests, failsCnt int
+}
+
+// flight is one chunk request.
+type flight struct {
+	chunk    int
+	src      *srcState
+	start    time.Time
+	deadline time.Time
+	cancel   context.CancelFunc
+	live     bool   // counted in flights; false once finished or canceled
+	why      string // why the loop canceled it: "timeout", "loser", "ban", "end"
+}
+
+// result is what a fetch goroutine reports.
+type result struct {
+	f        *flight
+	n        int   // payload bytes of a complete response
+	err      error // fetch failed
+	bad      error // response failed verification (hash or length)
+	storeErr error // verified but not stored
+}
+
+func newLoop(d *Download) *loop {
+	m := d.m
+	n := m.NumChunks()
+	l := &loop{
+		d: d, a: d.a, m: m, cfg: d.a.cfg, policy: d.a.policy,
+		n: n, cs: m.ChunkSize,
+		held:    fromBitfield(d.have),
+		pending: newBitset(n),
+		flights: map[int][]*flight{},
+		sources: map[string]*srcState{},
+		edge:    &srcState{src: d.a.edgeSrc, kind: KindEdge},
+		avail:   make([]int32, n),
+		st: Stats{
+			Bytes:       map[SourceKind]int64{},
+			UsefulBytes: map[SourceKind]int64{},
+		},
+	}
+	for i := 0; i < n; i++ {
+		if !l.held.has(i) {
+			l.pending.set(i)
+			l.nMissing++
+		}
+	}
+	l.nPending = l.nMissing
+	l.maxFlight = int(min(int64(l.cfg.MaxInFlight), max(2, l.cfg.MaxInFlightBytes/int64(l.cs))))
+	return l
+}
+
+func (l *loop) run() {
+	defer l.a.wg.Done()
+	defer close(l.d.loopDone)
+	defer l.shutdown()
+	l.lastProgress = l.a.now()
+	if l.nMissing == 0 {
+		l.complete()
+		return
+	}
+	tick := time.NewTicker(tickEvery)
+	defer tick.Stop()
+	for !l.finished {
+		l.schedule(l.a.now())
+		select {
+		case r := <-l.d.results:
+			l.onResult(r)
+			// Take every result already waiting before scheduling again.
+			for drained := false; !drained && !l.finished; {
+				select {
+				case r := <-l.d.results:
+					l.onResult(r)
+				default:
+					drained = true
+				}
+			}
+		case h := <-l.d.handouts:
+			l.onHandout(h)
+		case <-l.d.poke:
+		case <-tick.C:
+			l.onTick(l.a.now())
+		case <-l.d.ctx.Done():
+			l.d.finish(ErrClosed)
+			return
+		}
+	}
+}
+
+// schedule gives every source with spare slots work: peers first (fastest
+// first), then the edge; then endgame duplicates and reader rescues.
+func (l *loop) schedule(now time.Time) {
+	if l.finished || l.nMissing == 0 {
+		return
+	}
+	l.computeUrgent()
+	l.order = l.order[:0]
+	for _, s := range l.sources {
+		if l.usable(s, now) {
+			l.order = append(l.order, s)
+		}
+	}
+	sort.Slice(l.order, func(i, j int) bool {
+		if l.order[i].rate != l.order[j].rate {
+			return l.order[i].rate > l.order[j].rate
+		}
+		return l.order[i].src.ID() < l.order[j].src.ID()
+	})
+	if l.usable(l.edge, now) {
+		l.order = append(l.order, l.edge)
+	}
+	for _, s := range l.order {
+		l.fill(s, now)
+	}
+	if l.nPending == 0 {
+		l.endgame(now)
+	}
+	l.rescue(now)
+}
+
+func (l *loop) usable(s *srcState, now time.Time) bool {
+	return !s.banned && !s.stale && !now.Before(s.until)
+}
+
+// slots is how many requests s may have in flight: about PipelineMs of its
+// measured rate in chunks, clamped; one while it is failing.
+func (l *loop) slots(s *srcState) int {
+	hi, initial := l.cfg.MaxPeerSlots, 2
+	if s.kind == KindEdge {
+		hi, initial = l.cfg.MaxEdgeSlots, 4
+	}
+	switch {
+	case s.failures > 0:
+		return 1
+	case s.rate <= 0:
+		return min(initial, hi)
+	}
+	k := int(math.Ceil(s.rate*ms(l.cfg.PipelineMs).Seconds()/float64(l.cs) - 0.05))
+	return max(1, min(k, hi))
+}
+
+// timeout is how long a new request to s may take: four times the time s
+// needs, at its measured rate, to deliver what is queued on it, never less
+// than the floor (twice the floor for the edge before it is measured).
+func (l *loop) timeout(s *srcState) time.Duration {
+	floor := ms(l.cfg.FetchTimeoutMs)
+	if s.rate <= 0 {
+		if s.kind == KindEdge {
+			return 2 * floor
+		}
+		return floor
+	}
+	expected := time.Duration(float64(l.cs*(s.inflight+1)) / s.rate * float64(time.Second))
+	return min(max(floor, 4*expected), 2*time.Minute)
+}
+
+// fill launches requests on s while it has spare slots and the policy finds
+// a chunk for it.
+func (l *loop) fill(s *srcState, now time.Time) {
+	slots := l.slots(s)
+	for s.inflight < slots && l.nFlights < l.maxFlight && l.nPending > 0 {
+		if s.emptyValid && s.emptyGrow == l.grow && s.emptyHave == s.haveEpoch {
+			return
+		}
+		l.cands = l.pending.appendAnd(l.cands[:0], s.have)
+		if len(l.cands) == 0 {
+			s.emptyValid, s.emptyGrow, s.emptyHave = true, l.grow, s.haveEpoch
+			return
+		}
+		i := l.policy.Pick(PickInput{
+			Kind:       s.kind,
+			Candidates: l.cands,
+			Avail:      l.avail,
+			Urgent:     l.urgent,
+			Stripe:     l.stripe,
+			Stripes:    l.stripes,
+			Rand:       l.d.rnd,
+		})
+		if !l.pending.has(i) || (s.have != nil && !s.have.has(i)) {
+			return // the policy declined (or answered nonsense)
+		}
+		l.launch(s, i, now)
+	}
+}
+
+// endgame runs once every missing chunk is in flight: idle sources get
+// duplicates of the chunks with the fewest copies, oldest first; the first
+// verified copy cancels the others.
+func (l *loop) endgame(now time.Time) {
+	for _, s := range l.order {
+		for s.inflight < l.slots(s) && l.nFlights < l.maxFlight {
+			best, bestCopies, bestStart := -1, 0, time.Time{}
+			for j, fl := range l.flights {
+				if len(fl) >= l.cfg.EndgameCopies || (s.have != nil && !s.have.has(j)) || flightFrom(fl, s) {
+					continue
+				}
+				start := fl[0].start
+				if best < 0 || len(fl) < bestCopies || (len(fl) == bestCopies && start.Before(bestStart)) {
+					best, bestCopies, bestStart = j, len(fl), start
+				}
+			}
+			if best < 0 {
+				break
+			}
+			l.launch(s, best, now)
+		}
+	}
+}
+
+// rescue asks the edge for the chunk a reader is blocked on when only peers
+// have had it in flight for RescueMs, so playback does not wait on a slow peer.
+func (l *loop) rescue(now time.Time) {
+	if len(l.pos) == 0 || !l.usable(l.edge, now) || l.edge.inflight >= l.slots(l.edge)+2 {
+		return
+	}
+	for _, p := range l.pos {
+		j := p
+		for j < l.n && l.held.has(j) {
+			j++
+		}
+		fl := l.flights[j]
+		if j >= l.n || len(fl) == 0 || flightFrom(fl, l.edge) || now.Sub(fl[0].start) < ms(l.cfg.RescueMs) {
+			continue
+		}
+		l.launch(l.edge, j, now)
+		if l.edge.inflight >= l.slots(l.edge)+2 {
+			return
+		}
+	}
+}
+
+func flightFrom(fl []*flight, s *srcState) bool {
+	for _, f := range fl {
+		if f.src == s {
+			return true
+		}
+	}
+	return false
+}
+
+// computeUrgent lists the missing chunks in each reader's window.
+func (l *loop) computeUrgent() {
+	l.pos = l.d.readerPositions(l.pos[:0])
+	l.urgent = l.urgent[:0]
+	for _, p := range l.pos {
+		for i := p; i < l.n && i < p+l.cfg.ReaderWindow; i++ {
+			if !l.held.has(i) {
+				l.urgent = append(l.urgent, i)
+			}
+		}
+	}
+}
+
+func (l *loop) launch(s *srcState, i int, now time.Time) {
+	ctx, cancel := context.WithCancel(l.d.ctx)
+	f := &flight{chunk: i, src: s, start: now, deadline: now.Add(l.timeout(s)), cancel: cancel, live: true}
+	l.flights[i] = append(l.flights[i], f)
+	if l.pending.has(i) {
+		l.pending.clear(i)
+		l.nPending--
+	}
+	s.inflight++
+	s.requests++
+	l.nFlights++
+	l.st.Requests++
+	l.a.wg.Add(1) // the loop is itself counted, so this cannot race Close's Wait
+	go l.fetch(ctx, f, s.src)
+}
+
+// fetch runs in its own goroutine: fetch, verify, store, report.
+func (l *loop) fetch(ctx context.Context, f *flight, src Source) {
+	defer l.a.wg.Done()
+	defer f.cancel()
+	i, size := f.chunk, l.m.ChunkLen(f.chunk)
+	bp := l.d.getBuf()
+	defer l.d.putBuf(bp)
+	r := result{f: f}
+	data, err := src.Fetch(ctx, l.m.Root, i, size, *bp)
+	switch {
+	case err == nil:
+		r.n = len(data)
+		if err := l.m.CheckChunk(i, data); err != nil {
+			r.bad = err
+		} else if err := l.d.obj.WriteChunk(i, data); err != nil {
+			r.storeErr = err
+		}
+	case errors.Is(err, wire.ErrChunkTooLarge):
+		r.bad = err // a source never legitimately sends more than the chunk
+	default:
+		r.err = err
+	}
+	select {
+	case l.d.results <- r:
+	case <-l.d.loopDone:
+	}
+}
+
+// drop removes a live flight from the books.
+func (l *loop) drop(f *flight) {
+	if !f.live {
+		return
+	}
+	f.live = false
+	f.src.inflight--
+	l.nFlights--
+	fl := l.flights[f.chunk]
+	for k, g := range fl {
+		if g == f {
+			fl = slices.Delete(fl, k, k+1)
+			break
+		}
+	}
+	if len(fl) == 0 {
+		delete(l.flights, f.chunk)
+	} else {
+		l.flights[f.chunk] = fl
+	}
+}
+
+// cancelFlight stops a live request for the given reason.
+func (l *loop) cancelFlight(f *flight, why string) {
+	if !f.live {
+		return
+	}
+	l.drop(f)
+	f.why = why
+	f.cancel()
+}
+
+// requeue returns chunk i to pending when nothing is fetching it.
+func (l *loop) requeue(i int) {
+	if l.held.has(i) || len(l.flights[i]) > 0 || l.pending.has(i) {
+		return
+	}
+	l.pending.set(i)
+	l.nPending++
+	l.grow++
+}
+
+func (l *loop) onResult(r result) {
+	f, s, i := r.f, r.f.src, r.f.chunk
+	now := l.a.now()
+	wasLive := f.live
+	l.drop(f)
+	if r.n > 0 {
+		l.st.Bytes[s.kind] += int64(r.n)
+		s.bytes += int64(r.n)
+	}
+	switch {
+	case r.bad != nil:
+		l.st.CorruptChunks++
+		l.onBad(s, i, r.bad, now)
+	case r.storeErr != nil:
+		l.fail(fmt.Errorf("download %s: store chunk %d: %w", l.m.URL, i, r.storeErr))
+		return
+	case r.err == nil:
+		if wasLive {
+			l.measure(s, r.n, now.Sub(f.start))
+		}
+		s.failures = 0
+		if l.held.has(i) {
+			l.st.DuplicateBytes += int64(r.n)
+		} else {
+			l.gotChunk(i, s, r.n, now)
+		}
+	case f.why != "" || l.d.ctx.Err() != nil:
+		// We canceled it; the error is ours, not the source's.
+	case errors.Is(r.err, ErrSourceBusy):
+		l.st.Busy++
+		s.until = now.Add(150*time.Millisecond + time.Duration(l.d.rnd.Int64N(int64(250*time.Millisecond))))
+	case errors.Is(r.err, wire.ErrChunkNotFound):
+		// It announced the chunk but does not have it: stop believing it.
+		if s.have != nil && s.have.has(i) {
+			s.have.clear(i)
+			s.haveEpoch++
+			if !s.stale && !s.banned {
+				l.avail[i]--
+			}
+		}
+		l.sourceFailed(s, now, r.err)
+	default:
+		l.sourceFailed(s, now, r.err)
+	}
+	l.requeue(i)
+}
+
+// measure folds one completion into s's rate: by Little's law the source
+// delivers (requests in flight × chunk) per request latency.
+func (l *loop) measure(s *srcState, n int, dur time.Duration) {
+	sec := max(dur.Seconds(), 1e-4)
+	sample := float64(n) * float64(s.inflight+1) / sec
+	if s.rate == 0 {
+		s.rate = sample
+	} else {
+		s.rate = 0.7*s.rate + 0.3*sample
+	}
+}
+
+func (l *loop) sourceFailed(s *srcState, now time.Time, err error) {
+	s.failures++
+	s.failsCnt++
+	l.st.Failures++
+	l.lastErr = err
+	// The edge is the source of last resort: never back off from it long.
+	ceiling := 10 * time.Second
+	if s.kind == KindEdge {
+		ceiling = 2 * time.Second
+	}
+	backoff := min(250*time.Millisecond<<min(s.failures-1, 6), ceiling)
+	s.until = now.Add(backoff)
+	l.a.log.Debug("chunk fetch failed", "root", l.m.Root.Short(), "source", s.src.ID(), "failures", s.failures, "err", err)
+}
+
+// onBad handles a chunk that failed verification: a peer is banned for
+// this agent and reported to the edge; the edge (which we cannot ban) is
+// backed off. The bytes were never stored.
+func (l *loop) onBad(s *srcState, i int, err error, now time.Time) {
+	if s.kind == KindEdge {
+		l.a.log.Error("edge sent a chunk that fails verification", "root", l.m.Root.Short(), "chunk", i, "err", err)
+		l.sourceFailed(s, now, err)
+		return
+	}
+	reason := "hash mismatch"
+	if errors.Is(err, wire.ErrChunkTooLarge) || errors.Is(err, core.ErrChunkLength) {
+		reason = "wrong length"
+	}
+	l.a.log.Warn("banning peer for a bad chunk", "root", l.m.Root.Short(), "peer", s.src.ID(), "chunk", i, "reason", reason)
+	l.a.ban(s.src.ID(), s.addr)
+	l.banSource(s)
+	l.a.wg.Add(1)
+	go l.a.report(l.m.Root, s.src.ID(), i, reason)
+}
+
+// banSource stops using s: its flights are dropped and its chunks no
+// longer count as available.
+func (l *loop) banSource(s *srcState) {
+	if s.banned {
+		return
+	}
+	if !s.stale {
+		l.uncount(s)
+	}
+	s.banned = true
+	l.st.Banned = append(l.st.Banned, s.src.ID())
+	for _, fl := range l.flights {
+		for _, f := range slices.Clone(fl) {
+			if f.src == s {
+				l.cancelFlight(f, "ban")
+				l.requeue(f.chunk)
+			}
+		}
+	}
+}
+
+func (l *loop) uncount(s *srcState) {
+	for _, i := range s.have.appendAnd(l.cands[:0], nil) {
+		l.avail[i]--
+	}
+}
+
+func (l *loop) count(s *srcState) {
+	for _, i := range s.have.appendAnd(l.cands[:0], nil) {
+		l.avail[i]++
+	}
+}
+
+func (l *loop) gotChunk(i int, s *srcState, n int, now time.Time) {
+	l.held.set(i)
+	l.nMissing--
+	l.st.UsefulBytes[s.kind] += int64(n)
+	s.useful += int64(n)
+	l.lastProgress = now
+	for _, f := range slices.Clone(l.flights[i]) {
+		l.cancelFlight(f, "loser")
+	}
+	l.d.publish(i)
+	if !l.announced {
+		l.announced = true
+		l.d.requestAnnounce()
+	}
+	if l.nMissing == 0 {
+		l.complete()
+	}
+}
+
+// onHandout refreshes the peer sources from an announce response.
+func (l *loop) onHandout(h handout) {
+	l.self = h.self
+	seen := map[string]bool{}
+	for _, p := range h.peers {
+		if len(seen) >= l.cfg.MaxPeers {
+			break
+		}
+		if p.PeerID == "" || p.PeerID == h.self || p.Addr == "" || seen[p.PeerID] {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(p.Addr); err != nil {
+			continue
+		}
+		bf, err := core.BitfieldFromBytes(l.n, p.Have)
+		if err != nil {
+			l.a.log.Debug("hand-out: bad bitfield", "peer", p.PeerID, "err", err)
+			continue
+		}
+		s := l.sources[p.PeerID]
+		if s != nil && s.addr != p.Addr && !s.banned && s.inflight == 0 {
+			if !s.stale {
+				l.uncount(s)
+			}
+			delete(l.sources, p.PeerID)
+			s = nil
+		}
+		if s == nil {
+			if l.a.isBanned(p.PeerID, p.Addr) {
+				continue
+			}
+			s = &srcState{
+				src:  &httpSource{id: p.PeerID, kind: KindPeer, base: "http://" + p.Addr, hc: l.a.hc, self: l.a.PeerID},
+				kind: KindPeer,
+				addr: p.Addr,
+				have: newBitset(l.n),
+			}
+			l.sources[p.PeerID] = s
+		}
+		if s.banned {
+			continue
+		}
+		if !s.stale {
+			l.uncount(s)
+		}
+		s.have, s.stale = fromBitfield(bf), false
+		s.haveEpoch++
+		l.count(s)
+		seen[p.PeerID] = true
+	}
+	for id, s := range l.sources {
+		switch {
+		case s.banned:
+		case l.a.isBanned(id, s.addr): // banned by another download of this agent
+			l.banSource(s)
+		case !seen[id] && !s.stale:
+			l.uncount(s)
+			s.stale = true
+		}
+		if s.stale && s.inflight == 0 && !s.banned {
+			delete(l.sources, id)
+		}
+	}
+	// Our stripe: our rank among the handed-out peers and us, by ID.
+	ids := make([]string, 0, len(seen)+1)
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	ids = append(ids, h.self)
+	slices.Sort(ids)
+	l.stripes = len(ids)
+	l.stripe = slices.Index(ids, h.self)
+}
+
+func (l *loop) onTick(now time.Time) {
+	for _, fl := range l.flights {
+		for _, f := range slices.Clone(fl) {
+			if now.After(f.deadline) {
+				l.cancelFlight(f, "timeout")
+				l.st.Timeouts++
+				l.sourceFailed(f.src, now, fmt.Errorf("chunk %d from %s: no answer in %v", f.chunk, f.src.src.ID(), f.deadline.Sub(f.start).Round(time.Millisecond)))
+				l.requeue(f.chunk)
+			}
+		}
+	}
+	if stall := ms(l.cfg.StallTimeoutMs); now.Sub(l.lastProgress) > stall {
+		l.fail(fmt.Errorf("download %s: no chunk verified for %v (last error: %v)", l.m.URL, stall, l.lastErr))
+		return
+	}
+	l.publishStats()
+}
+
+// publishStats copies the loop's counters to d.stats.
+func (l *loop) publishStats() {
+	src := make([]SourceStats, 0, len(l.sources)+1)
+	add := func(s *srcState) {
+		src = append(src, SourceStats{
+			ID: s.src.ID(), Kind: s.kind, Bytes: s.bytes, UsefulBytes: s.useful,
+			Requests: s.requests, Failures: s.failsCnt, RateBps: s.rate, Banned: s.banned,
+		})
+	}
+	add(l.edge)
+	for _, s := range l.sources {
+		add(s)
+	}
+	slices.SortFunc(src[1:], func(a, b SourceStats) int { return strings.Compare(a.ID, b.ID) })
+	d := l.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := &d.stats
+	st.Bytes, st.UsefulBytes = cloneMap(l.st.Bytes), cloneMap(l.st.UsefulBytes)
+	st.DuplicateBytes = l.st.DuplicateBytes
+	st.CorruptChunks = l.st.CorruptChunks
+	st.Banned = slices.Clone(l.st.Banned)
+	st.Requests, st.Timeouts, st.Failures, st.Busy = l.st.Requests, l.st.Timeouts, l.st.Failures, l.st.Busy
+	st.Sources = src
+}
+
+func (l *loop) complete() {
+	l.publishStats()
+	l.finished = true
+	l.d.finish(nil)
+	l.d.requestAnnounce() // tell the swarm we now hold everything
+	st := l.d.Stats()
+	l.a.log.Info("download complete", "url", l.m.URL, "root", l.m.Root.Short(),
+		"secs", st.Finished.Sub(st.Started).Seconds(),
+		"edge_bytes", st.Bytes[KindEdge], "peer_bytes", st.Bytes[KindPeer], "corrupt", st.CorruptChunks)
+}
+
+func (l *loop) fail(err error) {
+	l.publishStats()
+	l.finished = true
+	l.a.log.Error("download failed", "url", l.m.URL, "err", err)
+	l.d.finish(err)
+}
+
+// shutdown cancels what is still in flight; a failed download also
+// releases its storage handle (a complete one keeps seeding).
+func (l *loop) shutdown() {
+	for _, fl := range l.flights {
+		for _, f := range slices.Clone(fl) {
+			l.cancelFlight(f, "end")
+		}
+	}
+	if l.d.failed() {
+		l.d.obj.Close()
+	}
+}

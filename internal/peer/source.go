@@ -1,0 +1,57 @@
+package peer
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/edgeswarm/edgeswarm/internal/core"
+	"github.com/edgeswarm/edgeswarm/internal/wire"
+)
+
+// SourceKind says what kind of place a chunk came from; stats are keyed by it.
+type SourceKind string
+
+// Source kinds.
+const (
+	KindEdge  SourceKind = "edge"
+	KindPeer  SourceKind = "peer"
+	KindCache SourceKind = "cache" // managed caches (domain 2)
+)
+
+// Source is any place a chunk can come from: the edge, another peer, later
+// a managed cache. The scheduler treats every Source alike.
+type Source interface {
+	// ID names the source: a peer ID, or "edge".
+	ID() string
+	Kind() SourceKind
+	// Fetch returns chunk index of the object root, exactly size bytes,
+	// read into buf (grown if needed). It does not verify the hash. It
+	// returns wire.ErrChunkNotFound when the source lacks the chunk and an
+	// error wrapping ErrSourceBusy when the source refuses for load.
+	Fetch(ctx context.Context, root core.Hash, index, size int, buf []byte) ([]byte, error)
+}
+
+// ErrSourceBusy: the source refused the request for load (HTTP 503); ask
+// again later, the source is not at fault.
+var ErrSourceBusy = wire.ErrBusy
+
+// httpSource fetches chunks over wire's chunk path from an edge or a peer.
+type httpSource struct {
+	id   string
+	kind SourceKind
+	base string // e.g. "http://10.0.0.2:7001"
+	hc   *http.Client
+	self func() string // this peer's ID, sent for attribution
+}
+
+func (s *httpSource) ID() string       { return s.id }
+func (s *httpSource) Kind() SourceKind { return s.kind }
+
+func (s *httpSource) Fetch(ctx context.Context, root core.Hash, index, size int, buf []byte) ([]byte, error) {
+	data, err := wire.FetchChunk(ctx, s.hc, s.base, root, index, size, s.self(), buf)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", s.kind, s.id, err)
+	}
+	return data, nil
+}
