@@ -1,0 +1,156 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/edgeswarm/edgeswarm/internal/demo"
+	"github.com/edgeswarm/edgeswarm/internal/units"
+)
+
+func newDemoCmd(g *globalFlags) *cobra.Command {
+	var (
+		cfg                            demo.Config
+		size, edgeUp, peerUp, peerDown string
+		chunk                          string
+		asJSON                         bool
+	)
+	cmd := &cobra.Command{
+		Use:   "demo [--peers N] [--size BYTES] [--json]",
+		Short: "Run origin, edges and a flash crowd of peers in one process on loopback",
+		Long: "demo starts an origin with a generated file, E edges and N peers in one process, with\n" +
+			"every node's access link rate-limited in process, and has all peers request the file\n" +
+			"at once (a flash crowd). It reports completion times against the fluid-model bound\n" +
+			"T* = max(F/u_edge, F/d, N·F/(u_edge+Σu_peer)), the share of bytes peers carried\n" +
+			"(offload) against its limit, and whether every peer's bytes match the origin's.\n" +
+			"Rates are in Mbit/s unless a unit is given (e.g. 500kbit, 1Gbit).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if cfg.Size, err = units.ParseBytes(size); err != nil {
+				return fmt.Errorf("--size: %w", err)
+			}
+			for _, r := range []struct {
+				flag, val string
+				dst       *float64
+			}{{"--edge-up", edgeUp, &cfg.EdgeUp}, {"--peer-up", peerUp, &cfg.PeerUp}, {"--peer-down", peerDown, &cfg.PeerDown}} {
+				if *r.dst, err = units.ParseRate(r.val); err != nil {
+					return fmt.Errorf("%s: %w", r.flag, err)
+				}
+				if *r.dst == 0 {
+					return fmt.Errorf("%s: the demo needs a finite rate", r.flag)
+				}
+			}
+			if chunk != "" && chunk != "0" {
+				cs, err := units.ParseBytes(chunk)
+				if err != nil {
+					return fmt.Errorf("--chunk-size: %w", err)
+				}
+				cfg.ChunkSize = int(cs)
+			}
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			if !asJSON {
+				cfg.Progress = progressPrinter(term.IsTerminal(int(os.Stderr.Fd())))
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			res, err := demo.Run(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(os.Stdout).Encode(res)
+			}
+			printSummary(res)
+			if !res.SHA256Match {
+				return fmt.Errorf("some peer's bytes differ from the origin's")
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&cfg.Peers, "peers", 20, "number of peers in the flash crowd")
+	f.StringVar(&size, "size", "64MiB", "size of the generated file")
+	f.IntVar(&cfg.Edges, "edges", 1, "number of edges (peers are spread over them)")
+	f.StringVar(&edgeUp, "edge-up", "100", "edge upload rate, Mbit/s")
+	f.StringVar(&peerUp, "peer-up", "20", "peer upload rate, Mbit/s")
+	f.StringVar(&peerDown, "peer-down", "100", "peer download rate, Mbit/s")
+	f.StringVar(&chunk, "chunk-size", "0", "chunk size, a power of two such as 64KiB; 0 picks one")
+	f.IntVar(&cfg.BadPeers, "bad-peers", 0, "peers that corrupt every chunk they serve")
+	f.Uint64Var(&cfg.Seed, "seed", 1, "seed for the generated content and scheduling randomness")
+	f.BoolVar(&cfg.MemoryStore, "memory-store", false, "keep peer chunks in memory instead of on disk")
+	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up after this long")
+	f.BoolVar(&asJSON, "json", false, "print exactly one JSON object with the results")
+	return cmd
+}
+
+// progressPrinter draws a one-line progress display on stderr; on a
+// terminal it redraws in place, elsewhere it prints a line every 2 s.
+func progressPrinter(tty bool) func(demo.Progress) {
+	var last time.Duration = -time.Hour
+	return func(p demo.Progress) {
+		if !tty && p.Elapsed-last < 2*time.Second && p.Done < p.Peers {
+			return
+		}
+		last = p.Elapsed
+		got := p.BytesEdge + p.BytesPeers
+		frac := 0.0
+		if p.BytesTotal > 0 {
+			frac = min(1, float64(got)/float64(p.BytesTotal))
+		}
+		off := 0.0
+		if got > 0 {
+			off = float64(p.BytesPeers) / float64(got)
+		}
+		const width = 30
+		bar := strings.Repeat("█", int(frac*width)) + strings.Repeat("░", width-int(frac*width))
+		line := fmt.Sprintf("%6.1fs %s %3.0f%%  done %d/%d  edge %s  peers %s  offload %.2f",
+			p.Elapsed.Seconds(), bar, 100*frac, p.Done, p.Peers, units.Bytes(p.BytesEdge), units.Bytes(p.BytesPeers), off)
+		if p.CorruptChunks > 0 {
+			line += fmt.Sprintf("  corrupt %d", p.CorruptChunks)
+		}
+		if tty {
+			fmt.Fprintf(os.Stderr, "\r%s\x1b[K", line)
+			if p.Done == p.Peers {
+				fmt.Fprintln(os.Stderr)
+			}
+		} else {
+			fmt.Fprintln(os.Stderr, line)
+		}
+	}
+}
+
+func printSummary(r demo.Result) {
+	ok := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "NO"
+	}
+	fmt.Printf(`edgeswarm demo: %d peers (%d bad), %d edge(s), %s file in %s chunks
+links: edge up %.0f Mbit/s, peer up %.0f / down %.0f Mbit/s
+
+completion   min %.1fs  median %.1fs  max %.1fs
+fluid bound  T* = %.1fs   max/T* = %.2f
+bytes        edge %s, peers %s
+offload      %.3f  (limit %.3f at T*)
+integrity    every peer's SHA-256 matches the origin's: %s
+origin       %d fetch(es)
+bad peers    %d corrupt chunks detected, %d peer(s) banned, honest peers that served a bad chunk: %d
+`, r.Peers, r.BadPeers, r.Edges, units.Bytes(r.FileBytes), units.Bytes(int64(r.ChunkSize)),
+		r.EdgeUpMbit, r.PeerUpMbit, r.PeerDownMbit,
+		r.Completion.Min, r.Completion.Median, r.Completion.Max,
+		r.FluidBound, r.RatioToBound,
+		units.Bytes(r.BytesFromEdge), units.Bytes(r.BytesFromPeers),
+		r.Offload, r.OffloadLimit, ok(r.SHA256Match), r.OriginFetches,
+		r.CorruptChunksDetected, r.PeersBanned, r.BadChunksServedHonest)
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/edgeswarm/edgeswarm/internal/edge"
+	"github.com/edgeswarm/edgeswarm/internal/units"
+)
+
+func newEdgeCmd(g *globalFlags) *cobra.Command {
+	var (
+		cfg                  edge.Config
+		listen, size, keyArg string
+		chunk                string
+	)
+	cmd := &cobra.Command{
+		Use:   "edge --origin URL --listen ADDR --cache-dir DIR [--cache-size BYTES]",
+		Short: "Run an edge: caching reverse proxy, manifest signer and swarm coordinator",
+		Long: "edge is a caching reverse proxy in front of --origin that coalesces concurrent misses\n" +
+			"into one origin fetch, signs a manifest per object version, serves chunks and\n" +
+			"coordinates the swarm of peers registered with it (register, announce, hand-out).\n" +
+			"The manifest-signing key is read from --key-file (created if absent); its public\n" +
+			"half is logged at start so peers can pin it with --trust-key.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := g.logger()
+			if err != nil {
+				return err
+			}
+			if cfg.CacheSize, err = units.ParseBytes(size); err != nil {
+				return fmt.Errorf("--cache-size: %w", err)
+			}
+			if chunk != "" && chunk != "0" {
+				cs, err := units.ParseBytes(chunk)
+				if err != nil {
+					return fmt.Errorf("--chunk-size: %w", err)
+				}
+				cfg.ChunkSize = int(cs)
+			}
+			if keyArg == "" {
+				keyArg = filepath.Join(cfg.CacheDir, "edge.key")
+			}
+			if cfg.SigningKey, err = edge.LoadOrCreateKey(keyArg); err != nil {
+				return err
+			}
+			s, err := edge.New(cfg, edge.Deps{Logger: log})
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				s.Close()
+				return err
+			}
+			pub := cfg.SigningKey.Public().(ed25519.PublicKey)
+			log.Info("edge serving", "addr", ln.Addr().String(), "origin", cfg.Origin, "cache_dir", cfg.CacheDir,
+				"public_key", hex.EncodeToString(pub))
+			ctx, stop := signalContext()
+			defer stop()
+			return serveUntilDone(ctx, ln, s.Serve, s.Close)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Origin, "origin", "", "origin base URL, e.g. http://127.0.0.1:9000 (required)")
+	f.StringVar(&listen, "listen", "127.0.0.1:8080", "address to listen on")
+	f.StringVar(&cfg.CacheDir, "cache-dir", "", "cache directory (required)")
+	f.StringVar(&size, "cache-size", "10GiB", "disk cache budget, e.g. 512MiB, 10GiB")
+	f.StringVar(&chunk, "chunk-size", "0", "manifest chunk size, a power of two such as 256KiB; 0 picks one per object")
+	f.DurationVar(&cfg.DefaultTTL, "default-ttl", time.Minute, "freshness when the origin sends no Cache-Control, Expires or Last-Modified")
+	f.StringVar(&keyArg, "key-file", "", "ed25519 manifest-signing key file (default CACHE-DIR/edge.key; created if absent)")
+	cmd.MarkFlagRequired("origin")
+	cmd.MarkFlagRequired("cache-dir")
+	return cmd
+}

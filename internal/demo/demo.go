@@ -1,0 +1,462 @@
+// Package demo runs a whole edgeswarm network in one process on loopback:
+// an origin with a generated file, E edges and N peers whose access links
+// are emulated with netem, all peers starting at once (a flash crowd). It
+// reports what `edgeswarm demo` prints: completion times against the fluid
+// bound, offload against its physical limit, and integrity.
+package demo
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/edgeswarm/edgeswarm/internal/chunkstore"
+	"github.com/edgeswarm/edgeswarm/internal/core"
+	"github.com/edgeswarm/edgeswarm/internal/edge"
+	"github.com/edgeswarm/edgeswarm/internal/netem"
+	"github.com/edgeswarm/edgeswarm/internal/origin"
+	"github.com/edgeswarm/edgeswarm/internal/peer"
+)
+
+// Config describes one demo run. Rates are in bit/s.
+type Config struct {
+	Peers     int     // 0 means 20
+	Size      int64   // object size in bytes; 0 means 64 MiB
+	Edges     int     // 0 means 1
+	EdgeUp    float64 // edge upload; 0 means 100 Mbit/s
+	PeerUp    float64 // peer upload; 0 means 20 Mbit/s
+	PeerDown  float64 // peer download; 0 means 100 Mbit/s
+	ChunkSize int     // 0 means core.ChooseChunkSize
+	BadPeers  int     // peers that flip a bit in every chunk they serve
+	Seed      uint64  // content and scheduling randomness; 0 means 1
+	// Dir holds the origin file, caches and peer stores; "" means a
+	// temporary directory removed at the end.
+	Dir string
+	// MemoryStore keeps peer chunks in memory instead of on disk.
+	MemoryStore bool
+	// Timeout bounds the whole run; 0 means 10 minutes.
+	Timeout time.Duration
+	// Progress, if set, is called about twice a second while peers download.
+	Progress func(Progress)
+}
+
+func (c Config) applyDefaults() Config {
+	if c.Peers == 0 {
+		c.Peers = 20
+	}
+	if c.Size == 0 {
+		c.Size = 64 << 20
+	}
+	if c.Edges == 0 {
+		c.Edges = 1
+	}
+	if c.EdgeUp == 0 {
+		c.EdgeUp = 100e6
+	}
+	if c.PeerUp == 0 {
+		c.PeerUp = 20e6
+	}
+	if c.PeerDown == 0 {
+		c.PeerDown = 100e6
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 10 * time.Minute
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Peers < 1 || c.Peers > 500:
+		return fmt.Errorf("peers %d: want 1..500 in one process", c.Peers)
+	case c.Edges < 1 || c.Edges > 16:
+		return fmt.Errorf("edges %d: want 1..16", c.Edges)
+	case c.Size < 1 || c.Size > 16<<30:
+		return fmt.Errorf("size %d: want 1 B..16 GiB", c.Size)
+	case c.BadPeers < 0 || c.BadPeers >= c.Peers:
+		return fmt.Errorf("bad peers %d: want 0..peers-1", c.BadPeers)
+	case c.ChunkSize != 0 && !core.ValidChunkSize(c.ChunkSize):
+		return fmt.Errorf("chunk size %d: want a power of two in [%d, %d]", c.ChunkSize, core.MinChunkSize, core.MaxChunkSize)
+	case c.EdgeUp < 0 || c.PeerUp < 0 || c.PeerDown < 0:
+		return errors.New("rates must not be negative")
+	}
+	return nil
+}
+
+// Progress is a snapshot while the crowd downloads.
+type Progress struct {
+	Elapsed       time.Duration
+	Done, Peers   int
+	BytesEdge     int64
+	BytesPeers    int64
+	BytesTotal    int64 // N × object size
+	CorruptChunks int
+}
+
+// Stats summarises a distribution of seconds.
+type Stats struct {
+	Min    float64 `json:"min"`
+	Median float64 `json:"median"`
+	Max    float64 `json:"max"`
+}
+
+// Result is the demo's report; its JSON is what `edgeswarm demo --json` prints.
+type Result struct {
+	Peers                 int     `json:"peers"`
+	Edges                 int     `json:"edges"`
+	BadPeers              int     `json:"bad_peers"`
+	FileBytes             int64   `json:"file_bytes"`
+	ChunkSize             int     `json:"chunk_size"`
+	EdgeUpMbit            float64 `json:"edge_up_mbit"`
+	PeerUpMbit            float64 `json:"peer_up_mbit"`
+	PeerDownMbit          float64 `json:"peer_down_mbit"`
+	BytesFromEdge         int64   `json:"bytes_from_edge"`
+	BytesFromPeers        int64   `json:"bytes_from_peers"`
+	Offload               float64 `json:"offload"`
+	OffloadLimit          float64 `json:"offload_limit"`
+	Completion            Stats   `json:"completion_s"`
+	FluidBound            float64 `json:"fluid_bound_s"`
+	RatioToBound          float64 `json:"ratio_to_bound"`
+	SHA256Match           bool    `json:"sha256_match"`
+	OriginFetches         int64   `json:"origin_fetches"`
+	CorruptChunksDetected int     `json:"corrupt_chunks_detected"`
+	PeersBanned           int     `json:"peers_banned"`
+	BadPeersBanned        int     `json:"bad_peers_banned"`
+	HonestPeersBanned     int     `json:"honest_peers_banned"`
+	BadChunksServedHonest int64   `json:"bad_chunks_served_by_honest_peers"`
+	ChunksServedChecked   int64   `json:"chunks_served_checked"`
+	WallS                 float64 `json:"wall_s"`
+}
+
+// FluidBound returns T* = max(F/u_edge, F/d_min, N·F/(u_edge + Σu_peer))
+// in seconds for N identical peers; rates in bit/s, 0 meaning unlimited.
+func FluidBound(n int, size int64, edgeUp, peerUp, peerDown float64) float64 {
+	f := float64(size) * 8
+	t := 0.0
+	if edgeUp > 0 {
+		t = max(t, f/edgeUp)
+	}
+	if peerDown > 0 {
+		t = max(t, f/peerDown)
+	}
+	if edgeUp > 0 && peerUp > 0 {
+		t = max(t, float64(n)*f/(edgeUp+float64(n)*peerUp))
+	}
+	return t
+}
+
+// OffloadLimit returns 1 − u_edge·T*/(N·F): the largest share of bytes peers
+// can carry when everyone finishes at the bound.
+func OffloadLimit(n int, size int64, edgeUp, bound float64) float64 {
+	if edgeUp <= 0 || n == 0 || size == 0 {
+		return 0
+	}
+	return max(0, 1-edgeUp*bound/(float64(n)*float64(size)*8))
+}
+
+type node struct {
+	agent   *peer.Agent
+	id      int
+	bad     bool
+	checker *servedChecker // nil for bad peers
+	dl      *peer.Download
+	err     error
+}
+
+// Run builds the network, runs the flash crowd and tears everything down.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) (res Result, err error) {
+	cfg = cfg.applyDefaults()
+	if err := cfg.validate(); err != nil {
+		return res, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	wallStart := time.Now()
+
+	dir := cfg.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "edgeswarm-demo-"); err != nil {
+			return res, err
+		}
+		defer os.RemoveAll(dir)
+	}
+	var closers []func() error
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}()
+
+	// Origin with a generated file.
+	const objectURL = "/files/demo.bin"
+	sum, err := writeObject(filepath.Join(dir, "origin", "files", "demo.bin"), cfg.Size, cfg.Seed)
+	if err != nil {
+		return res, err
+	}
+	org, err := origin.New(origin.Config{Dir: filepath.Join(dir, "origin")}, log.With("role", "origin"))
+	if err != nil {
+		return res, err
+	}
+	originURL, err := serve(org.Serve, netem.Link{})
+	if err != nil {
+		return res, err
+	}
+	closers = append(closers, org.Close)
+
+	// Edges share the tier's signing key.
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return res, err
+	}
+	ring := core.NewKeyRing(key.Public().(ed25519.PublicKey))
+	edgeURLs := make([]string, cfg.Edges)
+	edges := make([]*edge.Server, cfg.Edges)
+	for i := range edges {
+		e, err := edge.New(edge.Config{
+			Origin:     originURL,
+			CacheDir:   filepath.Join(dir, fmt.Sprintf("edge-%d", i)),
+			CacheSize:  max(4*cfg.Size, 1<<30),
+			ChunkSize:  cfg.ChunkSize,
+			SigningKey: key,
+		}, edge.Deps{Logger: log.With("role", "edge", "node", i), Rand: mrand.New(mrand.NewPCG(cfg.Seed, uint64(i)))})
+		if err != nil {
+			return res, fmt.Errorf("edge %d: %w", i, err)
+		}
+		closers = append(closers, e.Close)
+		edges[i] = e
+		if edgeURLs[i], err = serve(e.Serve, netem.NewLink(cfg.EdgeUp, 0)); err != nil {
+			return res, err
+		}
+	}
+
+	// Peers: the first BadPeers corrupt what they serve.
+	nodes := make([]*node, cfg.Peers)
+	for i := range nodes {
+		n := &node{id: i, bad: i < cfg.BadPeers}
+		link := netem.NewLink(cfg.PeerUp, cfg.PeerDown)
+		hc := &http.Client{Transport: &http.Transport{
+			DialContext:         link.DialContext(nil),
+			MaxIdleConnsPerHost: 16,
+			MaxConnsPerHost:     32,
+			IdleConnTimeout:     30 * time.Second,
+			DisableCompression:  true,
+		}}
+		var store chunkstore.Store
+		if cfg.MemoryStore {
+			store = chunkstore.NewMemory()
+		} else if store, err = chunkstore.NewDisk(filepath.Join(dir, fmt.Sprintf("peer-%d", i))); err != nil {
+			return res, err
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return res, err
+		}
+		a, err := peer.New(peer.Config{
+			Edge:      edgeURLs[i%cfg.Edges],
+			Advertise: ln.Addr().String(),
+			Name:      fmt.Sprintf("peer-%d", i),
+			Keys:      ring,
+			UploadBps: int64(cfg.PeerUp / 8),
+		}, peer.Deps{
+			Store:  store,
+			HTTP:   hc,
+			Logger: log.With("role", "peer", "node", i),
+			Rand:   mrand.New(mrand.NewPCG(cfg.Seed, 1000+uint64(i))),
+		})
+		if err != nil {
+			ln.Close()
+			return res, fmt.Errorf("peer %d: %w", i, err)
+		}
+		n.agent = a
+		closers = append(closers, func() error { a.Close(); hc.CloseIdleConnections(); return store.Close() })
+		h := a.Handler()
+		if n.bad {
+			h = corruptChunks(h)
+		} else {
+			n.checker = &servedChecker{next: h}
+			h = n.checker
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(link.Listener(ln))
+		closers = append(closers, srv.Close)
+		nodes[i] = n
+	}
+
+	// The flash crowd: every peer asks at once.
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.dl, n.err = n.agent.Download(ctx, objectURL)
+			if n.err == nil {
+				n.err = n.dl.Wait(ctx)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	ticker := time.NewTicker(500 * time.Millisecond)
+	defer ticker.Stop()
+wait:
+	for {
+		select {
+		case <-done:
+			break wait
+		case <-ticker.C:
+			if cfg.Progress != nil {
+				cfg.Progress(progress(nodes, start, cfg))
+			}
+		}
+	}
+	if cfg.Progress != nil {
+		cfg.Progress(progress(nodes, start, cfg))
+	}
+	for _, n := range nodes {
+		if n.err != nil {
+			return res, fmt.Errorf("peer %d: %w", n.id, n.err)
+		}
+	}
+
+	// Integrity: every peer's bytes equal the origin's.
+	res.SHA256Match = true
+	for _, n := range nodes {
+		h := sha256.New()
+		if _, err := io.Copy(h, n.dl.NewReader(ctx)); err != nil {
+			return res, fmt.Errorf("peer %d: read back: %w", n.id, err)
+		}
+		if [32]byte(h.Sum(nil)) != sum {
+			res.SHA256Match = false
+			log.Error("peer bytes differ from the origin's", "peer", n.id)
+		}
+	}
+
+	// Figures.
+	banned := map[string]bool{}
+	var times []float64
+	for _, n := range nodes {
+		st := n.dl.Stats()
+		res.BytesFromEdge += st.Bytes[peer.KindEdge]
+		res.BytesFromPeers += st.Bytes[peer.KindPeer]
+		res.CorruptChunksDetected += st.CorruptChunks
+		for _, id := range st.Banned {
+			banned[id] = true
+		}
+		times = append(times, st.Finished.Sub(start).Seconds())
+		if n.checker != nil {
+			bad, checked := n.checker.badServed(n.dl.Manifest())
+			res.BadChunksServedHonest += bad
+			res.ChunksServedChecked += checked
+		}
+	}
+	for _, n := range nodes {
+		if banned[n.agent.PeerID()] {
+			if n.bad {
+				res.BadPeersBanned++
+			} else {
+				res.HonestPeersBanned++
+			}
+		}
+	}
+	sort.Float64s(times)
+	res.Peers, res.Edges, res.BadPeers, res.FileBytes = cfg.Peers, cfg.Edges, cfg.BadPeers, cfg.Size
+	res.ChunkSize = nodes[0].dl.Manifest().ChunkSize
+	res.EdgeUpMbit, res.PeerUpMbit, res.PeerDownMbit = cfg.EdgeUp/1e6, cfg.PeerUp/1e6, cfg.PeerDown/1e6
+	if total := res.BytesFromEdge + res.BytesFromPeers; total > 0 {
+		res.Offload = float64(res.BytesFromPeers) / float64(total)
+	}
+	res.Completion = Stats{Min: times[0], Median: median(times), Max: times[len(times)-1]}
+	res.FluidBound = FluidBound(cfg.Peers, cfg.Size, cfg.EdgeUp, cfg.PeerUp, cfg.PeerDown)
+	res.OffloadLimit = OffloadLimit(cfg.Peers, cfg.Size, cfg.EdgeUp, res.FluidBound)
+	if res.FluidBound > 0 {
+		res.RatioToBound = res.Completion.Max / res.FluidBound
+	}
+	res.OriginFetches = org.Stats().Fetches
+	res.PeersBanned = len(banned)
+	for _, e := range edges {
+		res.PeersBanned = max(res.PeersBanned, e.Stats().PeersBanned)
+	}
+	res.WallS = time.Since(wallStart).Seconds()
+	return res, nil
+}
+
+func progress(nodes []*node, start time.Time, cfg Config) Progress {
+	p := Progress{Elapsed: time.Since(start), Peers: len(nodes), BytesTotal: int64(len(nodes)) * cfg.Size}
+	for _, n := range nodes {
+		dl := n.dl
+		if dl == nil {
+			continue
+		}
+		st := dl.Stats()
+		p.BytesEdge += st.Bytes[peer.KindEdge]
+		p.BytesPeers += st.Bytes[peer.KindPeer]
+		p.CorruptChunks += st.CorruptChunks
+		if st.Complete {
+			p.Done++
+		}
+	}
+	return p
+}
+
+func median(sorted []float64) float64 {
+	n := len(sorted)
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
+// serve starts serveFn on a fresh loopback listener shaped by link and
+// returns its base URL.
+func serve(serveFn func(net.Listener) error, link netem.Link) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	go serveFn(link.Listener(ln))
+	return "http://" + ln.Addr().String(), nil
+}
+
+// writeObject writes size deterministic pseudo-random bytes and returns their SHA-256.
+func writeObject(path string, size int64, seed uint64) ([32]byte, error) {
+	var sum [32]byte
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return sum, err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return sum, err
+	}
+	defer f.Close()
+	var s [32]byte
+	for i := range 8 {
+		s[i] = byte(seed >> (8 * i))
+	}
+	h := sha256.New()
+	w := io.MultiWriter(f, h)
+	if _, err := io.CopyN(w, mrand.NewChaCha8(s), size); err != nil {
+		return sum, err
+	}
+	copy(sum[:], h.Sum(nil))
+	return sum, f.Close()
+}
