@@ -54,6 +54,9 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 				}
 				cfg.ChunkSize = int(cs)
 			}
+			if !cmd.Flags().Changed("log-level") {
+				g.logLevel = "warn" // the progress line and summary are the demo's output
+			}
 			log, err := g.logger()
 			if err != nil {
 				return err
@@ -145,12 +148,12 @@ bytes        edge %s, peers %s
 offload      %.3f  (limit %.3f at T*)
 integrity    every peer's SHA-256 matches the origin's: %s
 origin       %d fetch(es)
-bad peers    %d corrupt chunks detected, %d peer(s) banned, honest peers that served a bad chunk: %d
+bad peers    %d corrupt chunks detected, %d peer(s) banned; bad chunks stored: %d, served by honest peers: %d
 `, r.Peers, r.BadPeers, r.Edges, units.Bytes(r.FileBytes), units.Bytes(int64(r.ChunkSize)),
 		r.EdgeUpMbit, r.PeerUpMbit, r.PeerDownMbit,
 		r.Completion.Min, r.Completion.Median, r.Completion.Max,
 		r.FluidBound, r.RatioToBound,
 		units.Bytes(r.BytesFromEdge), units.Bytes(r.BytesFromPeers),
 		r.Offload, r.OffloadLimit, ok(r.SHA256Match), r.OriginFetches,
-		r.CorruptChunksDetected, r.PeersBanned, r.BadChunksServedHonest)
+		r.CorruptChunksDetected, r.PeersBanned, r.BadChunksStored, r.BadChunksServedHonest)
 }

@@ -36,10 +36,10 @@ type getResult struct {
 
 func newGetCmd(g *globalFlags) *cobra.Command {
 	var (
-		out, edgeURL, listen, dataDir string
-		trustKeys                     []string
-		asJSON                        bool
-		upLimit, downLimit            string
+		out, listen, dataDir string
+		edges, trustKeys     []string
+		asJSON               bool
+		upLimit, downLimit   string
 	)
 	cmd := &cobra.Command{
 		Use:   "get URL -o FILE [--edge URL] [--json]",
@@ -59,11 +59,11 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 			if err != nil || u.Path == "" || !strings.HasPrefix(u.Path, "/") {
 				return fmt.Errorf("URL %q: want http://edge/path/to/object", args[0])
 			}
-			if edgeURL == "" {
+			if len(edges) == 0 {
 				if u.Host == "" {
 					return fmt.Errorf("URL %q has no host: give --edge", args[0])
 				}
-				edgeURL = u.Scheme + "://" + u.Host
+				edges = []string{u.Scheme + "://" + u.Host}
 			}
 			object := u.EscapedPath()
 			if u.RawQuery != "" {
@@ -97,7 +97,7 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 				}
 				adv = ln.Addr().String()
 			}
-			a, err := peer.New(peer.Config{Edge: edgeURL, Advertise: adv, Keys: ring},
+			a, err := peer.New(peer.Config{Edge: edges[0], Fallbacks: edges[1:], Advertise: adv, Keys: ring},
 				peer.Deps{Store: store, HTTP: peerHTTPClient(link), Logger: log})
 			if err != nil {
 				if ln != nil {
@@ -167,7 +167,7 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVarP(&out, "output", "o", "", "file to write (- for standard output) (required)")
-	f.StringVar(&edgeURL, "edge", "", "edge base URL (default: the URL's scheme and host)")
+	f.StringArrayVar(&edges, "edge", nil, "edge base URL (default: the URL's scheme and host); repeat to list fallback edges")
 	f.BoolVar(&asJSON, "json", false, "print download statistics as one JSON object")
 	f.StringVar(&listen, "listen", "", "also serve chunks to other peers on this address while downloading")
 	f.StringVar(&dataDir, "data-dir", "", "where chunks are kept while downloading (default: a temporary directory)")

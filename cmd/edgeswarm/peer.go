@@ -18,10 +18,10 @@ import (
 )
 
 type peerFlags struct {
-	edge, listen, advertise, player, dataDir string
-	trustKeys, prefetch                      []string
-	upLimit, downLimit                       string
-	maxUploads                               int
+	listen, advertise, player, dataDir string
+	edges, trustKeys, prefetch         []string
+	upLimit, downLimit                 string
+	maxUploads                         int
 }
 
 func newPeerCmd(g *globalFlags) *cobra.Command {
@@ -47,7 +47,7 @@ func newPeerCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&pf.edge, "edge", "", "edge base URL, e.g. http://127.0.0.1:8080 (required)")
+	f.StringArrayVar(&pf.edges, "edge", nil, "edge base URL, e.g. http://127.0.0.1:8080 (required); repeat to list fallback edges tried in order when a manifest fails")
 	f.StringVar(&pf.listen, "listen", "127.0.0.1:7001", "address of the chunk server other peers use")
 	f.StringVar(&pf.advertise, "advertise", "", "host:port announced to the edge (default: the --listen address)")
 	f.StringVar(&pf.player, "player-listen", "127.0.0.1:7070", "address of the local player endpoint; empty disables it")
@@ -110,7 +110,7 @@ func runPeer(ctx context.Context, pf peerFlags, log *slog.Logger) error {
 	if adv == "" {
 		adv = ln.Addr().String()
 	}
-	a, err := peer.New(peer.Config{Edge: pf.edge, Advertise: adv, Keys: ring, MaxUploads: pf.maxUploads,
+	a, err := peer.New(peer.Config{Edge: pf.edges[0], Fallbacks: pf.edges[1:], Advertise: adv, Keys: ring, MaxUploads: pf.maxUploads,
 		UploadBps: int64(link.Up.BytesPerSec())},
 		peer.Deps{Store: store, HTTP: peerHTTPClient(link), Logger: log})
 	if err != nil {
@@ -134,7 +134,7 @@ func runPeer(ctx context.Context, pf peerFlags, log *slog.Logger) error {
 			log.Error("prefetch", "object", p, "err", err)
 		}
 	}
-	log.Info("peer serving", "addr", ln.Addr().String(), "advertise", adv, "edge", pf.edge)
+	log.Info("peer serving", "addr", ln.Addr().String(), "advertise", adv, "edges", pf.edges)
 	err = serveUntilDone(ctx, link.Listener(ln), a.Serve, a.Close)
 	if errors.Is(err, context.Canceled) {
 		return nil

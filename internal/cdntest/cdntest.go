@@ -82,6 +82,12 @@ func Edge(t testing.TB, originURL string, key ed25519.PrivateKey, chunkSize int,
 // loopback listener shaped by link; wrap, if not nil, wraps its handler.
 func Peer(t testing.TB, edgeURL string, ring core.KeyRing, link netem.Link, seed uint64, wrap func(http.Handler) http.Handler) *peer.Agent {
 	t.Helper()
+	return PeerWith(t, peer.Config{Edge: edgeURL, Keys: ring}, link, seed, wrap)
+}
+
+// PeerWith is Peer with a full config; Advertise and Name are filled in.
+func PeerWith(t testing.TB, cfg peer.Config, link netem.Link, seed uint64, wrap func(http.Handler) http.Handler) *peer.Agent {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +97,8 @@ func Peer(t testing.TB, edgeURL string, ring core.KeyRing, link netem.Link, seed
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := peer.New(peer.Config{Edge: edgeURL, Advertise: ln.Addr().String(), Name: fmt.Sprintf("peer-%d", seed), Keys: ring},
+	cfg.Advertise, cfg.Name = ln.Addr().String(), fmt.Sprintf("peer-%d", seed)
+	a, err := peer.New(cfg,
 		peer.Deps{Store: store, HTTP: hc, Logger: Logger(t), Rand: mrand.New(mrand.NewPCG(seed, 7))})
 	if err != nil {
 		ln.Close()

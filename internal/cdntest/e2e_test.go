@@ -7,8 +7,10 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -48,8 +50,8 @@ func TestEndToEndFlashCrowd(t *testing.T) {
 
 // TestBattery13_FlippedBitPeerBanned: a peer flips one bit in every chunk it
 // serves → mismatches are detected, chunks refetched elsewhere, every final
-// SHA-256 correct, the sender banned, no honest peer banned, and no honest
-// peer ever served a bad chunk.
+// SHA-256 correct, the sender banned, no honest peer banned, no bad chunk
+// ever written to any store and no honest peer ever served a bad chunk.
 func TestBattery13_FlippedBitPeerBanned(t *testing.T) {
 	res, err := demo.Run(context.Background(), demo.Config{
 		Peers: 6, Size: 8 << 20, BadPeers: 1, EdgeUp: 40e6, PeerUp: 20e6, PeerDown: 100e6, Seed: 5, Timeout: 2 * time.Minute,
@@ -71,6 +73,10 @@ func TestBattery13_FlippedBitPeerBanned(t *testing.T) {
 		t.Error("honest peers served nothing")
 	case res.BadChunksServedHonest != 0:
 		t.Errorf("honest peers served %d bad chunks", res.BadChunksServedHonest)
+	case res.ChunksStoredChecked < int64(res.Peers)*int64(res.FileBytes)/int64(res.ChunkSize):
+		t.Errorf("only %d chunk writes audited", res.ChunksStoredChecked)
+	case res.BadChunksStored != 0:
+		t.Errorf("%d bad chunks were written to a store", res.BadChunksStored)
 	}
 }
 
@@ -101,6 +107,8 @@ func TestBattery20_TamperedManifestRefused(t *testing.T) {
 		}
 		return Serve(t, (&http.Server{Handler: rp}).Serve, netem.Link{})
 	}
+	// Every tamper below is also checked with a good fallback edge, from
+	// which the download must then complete.
 	cases := map[string]struct {
 		edge string
 		ring core.KeyRing
@@ -144,5 +152,110 @@ func TestBattery20_TamperedManifestRefused(t *testing.T) {
 	}
 	if st := dl.Stats(); st.Bytes[peer.KindEdge] < int64(len(obj)) {
 		t.Fatalf("edge bytes %d", st.Bytes[peer.KindEdge])
+	}
+}
+
+// TestBadInputFallsBackToAnotherSource: a malformed manifest from one edge
+// gets a clear error and the download completes from another edge; a peer
+// that sends a chunk of the wrong length, and one that closes mid-chunk, are
+// refused and the download completes from the other sources.
+func TestBadInputFallsBackToAnotherSource(t *testing.T) {
+	obj := RandomBytes(4<<20, 11)
+	_, originURL := Origin(t, map[string][]byte{"/f.bin": obj})
+	key, ring := Key(t)
+	// The home edge is slow, so the misbehaving peers do get asked.
+	_, homeURL := Edge(t, originURL, key, 64<<10, netem.NewLink(16e6, 0))
+	_, spareURL := Edge(t, originURL, key, 64<<10, netem.NewLink(16e6, 0))
+
+	// A proxy in front of the home edge that garbles manifests.
+	target, _ := url.Parse(homeURL)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		if strings.HasPrefix(resp.Request.URL.Path, wire.PathManifest) {
+			resp.Body = io.NopCloser(strings.NewReader("ESM1 this is not a manifest"))
+			resp.ContentLength = -1
+			resp.Header.Del("Content-Length")
+		}
+		return nil
+	}
+	garbling := Serve(t, (&http.Server{Handler: rp}).Serve, netem.Link{})
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// Seeders: one honest, one that sends one byte too many, one that
+	// hangs up half-way through every chunk. All hold the whole object.
+	seed := func(n uint64, wrap func(http.Handler) http.Handler) *peer.Agent {
+		a := Peer(t, homeURL, ring, netem.Link{}, n, wrap)
+		dl, err := a.Download(ctx, "/f.bin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := dl.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	seed(20, nil)
+	long := seed(21, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.HasPrefix(r.URL.Path, wire.PathChunk) {
+				h.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			w.WriteHeader(rec.Code)
+			w.Write(append(rec.Body.Bytes(), 0))
+		})
+	})
+	hangup := seed(22, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.HasPrefix(r.URL.Path, wire.PathChunk) {
+				h.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			w.Header().Set("Content-Length", strconv.Itoa(rec.Body.Len()))
+			w.WriteHeader(rec.Code)
+			w.Write(rec.Body.Bytes()[:rec.Body.Len()/2])
+			panic(http.ErrAbortHandler)
+		})
+	})
+
+	// The downloader's home edge garbles manifests; its fallback is fine.
+	a := PeerWith(t, peer.Config{Edge: garbling, Fallbacks: []string{spareURL}, Keys: ring}, netem.Link{}, 23, nil)
+	dl, err := a.Download(ctx, "/f.bin")
+	if err != nil {
+		t.Fatalf("download failed although a good edge was listed: %v", err)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, dl.NewReader(ctx)); err != nil {
+		t.Fatal(err)
+	}
+	if [32]byte(h.Sum(nil)) != sha256.Sum256(obj) {
+		t.Fatal("bytes differ from the origin's")
+	}
+	st := dl.Stats()
+	t.Logf("edge %d, peers %d, corrupt %d, banned %v, failures %d", st.Bytes[peer.KindEdge], st.Bytes[peer.KindPeer], st.CorruptChunks, st.Banned, st.Failures)
+	if st.Bytes[peer.KindPeer] == 0 {
+		t.Error("no bytes from peers: the seeders were never used")
+	}
+	bannedLong := false
+	for _, id := range st.Banned {
+		bannedLong = bannedLong || id == long.PeerID()
+		if id == hangup.PeerID() {
+			t.Error("a peer that hung up was banned: a broken connection is not proof of malice")
+		}
+	}
+	if st.CorruptChunks > 0 && !bannedLong {
+		t.Error("the peer that sent over-long chunks was not banned")
+	}
+
+	// Without a fallback the garbled manifest is a clear error.
+	b := PeerWith(t, peer.Config{Edge: garbling, Keys: ring}, netem.Link{}, 24, nil)
+	if _, err := b.Download(ctx, "/f.bin"); err == nil || !strings.Contains(err.Error(), "manifest") {
+		t.Fatalf("garbled manifest: err = %v, want a clear manifest error", err)
 	}
 }

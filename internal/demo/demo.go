@@ -141,6 +141,8 @@ type Result struct {
 	HonestPeersBanned     int     `json:"honest_peers_banned"`
 	BadChunksServedHonest int64   `json:"bad_chunks_served_by_honest_peers"`
 	ChunksServedChecked   int64   `json:"chunks_served_checked"`
+	BadChunksStored       int64   `json:"bad_chunks_stored"`
+	ChunksStoredChecked   int64   `json:"chunks_stored_checked"`
 	WallS                 float64 `json:"wall_s"`
 }
 
@@ -175,6 +177,7 @@ type node struct {
 	id      int
 	bad     bool
 	checker *servedChecker // nil for bad peers
+	audit   *auditStore
 	dl      *peer.Download
 	err     error
 }
@@ -266,6 +269,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (res Result, err err
 		} else if store, err = chunkstore.NewDisk(filepath.Join(dir, fmt.Sprintf("peer-%d", i))); err != nil {
 			return res, err
 		}
+		n.audit = &auditStore{Store: store}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return res, err
@@ -277,7 +281,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (res Result, err err
 			Keys:      ring,
 			UploadBps: int64(cfg.PeerUp / 8),
 		}, peer.Deps{
-			Store:  store,
+			Store:  n.audit,
 			HTTP:   hc,
 			Logger: log.With("role", "peer", "node", i),
 			Rand:   mrand.New(mrand.NewPCG(cfg.Seed, 1000+uint64(i))),
@@ -363,6 +367,8 @@ wait:
 			banned[id] = true
 		}
 		times = append(times, st.Finished.Sub(start).Seconds())
+		res.BadChunksStored += n.audit.bad.Load()
+		res.ChunksStoredChecked += n.audit.checked.Load()
 		if n.checker != nil {
 			bad, checked := n.checker.badServed(n.dl.Manifest())
 			res.BadChunksServedHonest += bad

@@ -5,7 +5,9 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
+	"github.com/edgeswarm/edgeswarm/internal/chunkstore"
 	"github.com/edgeswarm/edgeswarm/internal/core"
 	"github.com/edgeswarm/edgeswarm/internal/wire"
 )
@@ -103,4 +105,34 @@ func (r *recorder) Write(p []byte) (int, error) {
 		r.code = http.StatusOK
 	}
 	return r.buf.Write(p)
+}
+
+// auditStore wraps a peer's store and counts chunk writes whose bytes do not
+// match the manifest the object was opened with, so a run can prove that no
+// bad chunk was ever stored. It passes every write through unchanged.
+type auditStore struct {
+	chunkstore.Store
+	bad, checked atomic.Int64
+}
+
+func (s *auditStore) Open(m *core.Manifest) (chunkstore.Object, error) {
+	o, err := s.Store.Open(m)
+	if err != nil {
+		return nil, err
+	}
+	return &auditObject{Object: o, m: m, s: s}, nil
+}
+
+type auditObject struct {
+	chunkstore.Object
+	m *core.Manifest
+	s *auditStore
+}
+
+func (o *auditObject) WriteChunk(i int, data []byte) error {
+	o.s.checked.Add(1)
+	if o.m.CheckChunk(i, data) != nil {
+		o.s.bad.Add(1)
+	}
+	return o.Object.WriteChunk(i, data)
 }

@@ -72,7 +72,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, kind string, h fu
 	case errors.Is(err, errAbort) || rec.status != 0:
 		// Headers are out: the only honest thing left is to cut the
 		// connection, so a short body is never taken for a whole one.
-		s.log.Info("response aborted", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.log.Debug("response aborted", "method", r.Method, "path", r.URL.Path, "err", err)
 		panic(http.ErrAbortHandler)
 	default:
 		code, msg := statusOf(err)

@@ -38,8 +38,9 @@ type Agent struct {
 	ownStore bool // the agent made store and closes it
 	hc       *http.Client
 	ownHC    bool
-	edge     *wire.EdgeClient
-	edgeSrc  Source
+	edge     *wire.EdgeClient   // the home edge: keys, registration, announces, reports
+	edges    []*wire.EdgeClient // the home edge then Config.Fallbacks: manifests
+	edgeSrcs []Source           // edge chunk sources, parallel to edges
 	log      *slog.Logger
 	now      func() time.Time
 	policy   ChunkPolicy
@@ -84,9 +85,11 @@ type resolveFlight struct {
 // New returns an agent for cfg. It does no I/O: the agent registers with
 // the edge at its first download.
 func New(cfg Config, deps Deps) (*Agent, error) {
-	u, err := url.Parse(cfg.Edge)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("peer: edge URL %q: want http(s)://host[:port]", cfg.Edge)
+	for _, e := range append([]string{cfg.Edge}, cfg.Fallbacks...) {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("peer: edge URL %q: want http(s)://host[:port]", e)
+		}
 	}
 	if cfg.Advertise != "" {
 		if _, _, err := net.SplitHostPort(cfg.Advertise); err != nil {
@@ -132,9 +135,16 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if a.policy == nil {
 		a.policy = DefaultPolicy{}
 	}
-	base := strings.TrimSuffix(cfg.Edge, "/")
-	a.edge = &wire.EdgeClient{Base: base, HTTP: a.hc}
-	a.edgeSrc = &httpSource{id: "edge", kind: KindEdge, base: base, hc: a.hc, self: a.PeerID}
+	for i, e := range append([]string{cfg.Edge}, cfg.Fallbacks...) {
+		base := strings.TrimSuffix(e, "/")
+		id := "edge"
+		if i > 0 {
+			id = "edge:" + base
+		}
+		a.edges = append(a.edges, &wire.EdgeClient{Base: base, HTTP: a.hc})
+		a.edgeSrcs = append(a.edgeSrcs, &httpSource{id: id, kind: KindEdge, base: base, hc: a.hc, self: a.PeerID})
+	}
+	a.edge = a.edges[0]
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	return a, nil
 }
@@ -284,7 +294,7 @@ func (a *Agent) start(ctx context.Context, objectURL string) (*Download, error) 
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %w", objectURL, err)
 	}
-	m, err := a.edge.Manifest(ctx, objectURL, keys)
+	m, edgeSrc, err := a.manifest(ctx, objectURL, keys)
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %w", objectURL, err)
 	}
@@ -295,7 +305,7 @@ func (a *Agent) start(ctx context.Context, objectURL string) (*Download, error) 
 	if err != nil {
 		return nil, fmt.Errorf("download %s: open store: %w", objectURL, err)
 	}
-	d := newDownload(a, objectURL, m, obj)
+	d := newDownload(a, objectURL, m, obj, edgeSrc)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -309,6 +319,30 @@ func (a *Agent) start(ctx context.Context, objectURL string) (*Download, error) 
 	a.byRoot[m.Root] = d
 	d.launch() // adds to wg under mu while !closed
 	return d, nil
+}
+
+// manifest fetches and verifies objectURL's manifest from the home edge,
+// then from each fallback edge in turn, and returns it with the chunk source
+// of the edge that gave it. The error names every edge's failure.
+func (a *Agent) manifest(ctx context.Context, objectURL string, keys core.KeyRing) (*core.Manifest, Source, error) {
+	var errs []error
+	for i, e := range a.edges {
+		m, err := e.Manifest(ctx, objectURL, keys)
+		if err == nil {
+			if i > 0 {
+				a.log.Warn("manifest taken from a fallback edge", "url", objectURL, "edge", e.Base, "failed", errors.Join(errs...))
+			}
+			return m, a.edgeSrcs[i], nil
+		}
+		errs = append(errs, fmt.Errorf("edge %s: %w", e.Base, err))
+		if ctx.Err() != nil {
+			break
+		}
+		if i+1 < len(a.edges) {
+			a.log.Warn("manifest refused; trying the next edge", "url", objectURL, "edge", e.Base, "err", err)
+		}
+	}
+	return nil, nil, errors.Join(errs...)
 }
 
 func (a *Agent) liveDownload(root core.Hash) *Download {

@@ -17,6 +17,11 @@ type Config struct {
 	// Edge is the base URL of the edge this peer registers with, e.g.
 	// "http://127.0.0.1:8080". Required.
 	Edge string `yaml:"edge"`
+	// Fallbacks are other edges of the same CDN, tried in order when the
+	// edge's manifest fails (unreachable, malformed, badly signed); the edge
+	// that gave the manifest then serves the download's edge chunks. The
+	// swarm is still coordinated by Edge. Empty means none.
+	Fallbacks []string `yaml:"fallbacks"`
 	// Advertise is the host:port other peers use to reach this peer's chunk
 	// server. "" means leech only: the edge does not hand this peer out.
 	Advertise string `yaml:"advertise"`

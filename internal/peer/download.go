@@ -22,6 +22,8 @@ type Download struct {
 	url string
 	m   *core.Manifest
 	obj chunkstore.Object
+	// edgeSrc serves the download's edge chunks: the edge that gave the manifest.
+	edgeSrc Source
 
 	ctx    context.Context // canceled when the download fails or the agent closes
 	cancel context.CancelFunc
@@ -52,9 +54,10 @@ type handout struct {
 	peers []wire.PeerInfo
 }
 
-func newDownload(a *Agent, objectURL string, m *core.Manifest, obj chunkstore.Object) *Download {
+func newDownload(a *Agent, objectURL string, m *core.Manifest, obj chunkstore.Object, edgeSrc Source) *Download {
 	d := &Download{
 		a:           a,
+		edgeSrc:     edgeSrc,
 		url:         objectURL,
 		m:           m,
 		obj:         obj,

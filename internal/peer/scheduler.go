@@ -112,7 +112,7 @@ func newLoop(d *Download) *loop {
 		pending: newBitset(n),
 		flights: map[int][]*flight{},
 		sources: map[string]*srcState{},
-		edge:    &srcState{src: d.a.edgeSrc, kind: KindEdge},
+		edge:    &srcState{src: d.edgeSrc, kind: KindEdge},
 		avail:   make([]int32, n),
 		st: Stats{
 			Bytes:       map[SourceKind]int64{},
