@@ -40,6 +40,9 @@ func run() error {
 		if err := json.Unmarshal(line, &obj); err != nil {
 			return fmt.Errorf("run %d: %w", runs+1, err)
 		}
+		if _, isSummary := obj["runs"]; isSummary {
+			continue // an earlier summary line in the same stream
+		}
 		runs++
 		flatten("", obj, func(k string, v any) {
 			if !seen[k] {
