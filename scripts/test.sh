@@ -13,4 +13,4 @@ go vet ./...
 echo "== go build"
 go build -o /dev/null ./cmd/edgeswarm
 echo "== go test"
-go test -count=1 -timeout 15m ./... "$@"
+go test -race -count=1 -timeout 15m ./... "$@"
