@@ -37,8 +37,9 @@ type getResult struct {
 func newGetCmd(g *globalFlags) *cobra.Command {
 	var (
 		out, listen, dataDir string
+		advertise            string
 		edges, trustKeys     []string
-		asJSON               bool
+		asJSON, seed         bool
 		upLimit, downLimit   string
 	)
 	cmd := &cobra.Command{
@@ -96,6 +97,9 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 					return err
 				}
 				adv = ln.Addr().String()
+				if advertise != "" {
+					adv = advertise
+				}
 			}
 			a, err := peer.New(peer.Config{Edge: edges[0], Fallbacks: edges[1:], Advertise: adv, Keys: ring},
 				peer.Deps{Store: store, HTTP: peerHTTPClient(link), Logger: log})
@@ -127,6 +131,15 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 				defer f.Close()
 				w = f
 			}
+			// A file is written once every chunk is held: a reader at the
+			// start would make the scheduler favour the first chunks, which
+			// costs a swarm its diversity. Standard output streams in order.
+			if out != "-" {
+				if err := dl.Wait(ctx); err != nil {
+					return err
+				}
+			}
+			elapsed := time.Since(start)
 			h := sha256.New()
 			n, err := io.Copy(io.MultiWriter(w, h), dl.NewReader(ctx))
 			if err != nil {
@@ -134,6 +147,9 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 			}
 			if err := dl.Wait(ctx); err != nil {
 				return err
+			}
+			if out == "-" {
+				elapsed = time.Since(start)
 			}
 			if f != nil {
 				if err := f.Sync(); err != nil {
@@ -149,7 +165,7 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 			st := dl.Stats()
 			res := getResult{URL: args[0], Output: out, Bytes: n, SHA256: hex.EncodeToString(h.Sum(nil)),
 				BytesFromEdge: st.Bytes[peer.KindEdge], BytesFromPeers: st.Bytes[peer.KindPeer],
-				Seconds: time.Since(start).Seconds(), CorruptChunks: st.CorruptChunks, PeersBanned: len(st.Banned)}
+				Seconds: elapsed.Seconds(), CorruptChunks: st.CorruptChunks, PeersBanned: len(st.Banned)}
 			if t := res.BytesFromEdge + res.BytesFromPeers; t > 0 {
 				res.Offload = float64(res.BytesFromPeers) / float64(t)
 			}
@@ -158,10 +174,17 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 				if out != "-" {
 					enc = json.NewEncoder(os.Stdout)
 				}
-				return enc.Encode(res)
+				if err := enc.Encode(res); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(os.Stderr, "%s: %s in %.2fs (edge %s, peers %s), sha256 %s\n", out, units.Bytes(n), res.Seconds,
+					units.Bytes(res.BytesFromEdge), units.Bytes(res.BytesFromPeers), res.SHA256)
 			}
-			fmt.Fprintf(os.Stderr, "%s: %s in %.2fs (edge %s, peers %s), sha256 %s\n", out, units.Bytes(n), res.Seconds,
-				units.Bytes(res.BytesFromEdge), units.Bytes(res.BytesFromPeers), res.SHA256)
+			if seed && ln != nil {
+				// Keep serving the chunks to the swarm until told to stop.
+				<-ctx.Done()
+			}
 			return nil
 		},
 	}
@@ -170,6 +193,8 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 	f.StringArrayVar(&edges, "edge", nil, "edge base URL (default: the URL's scheme and host); repeat to list fallback edges")
 	f.BoolVar(&asJSON, "json", false, "print download statistics as one JSON object")
 	f.StringVar(&listen, "listen", "", "also serve chunks to other peers on this address while downloading")
+	f.BoolVar(&seed, "seed", false, "with --listen: after the download, keep serving its chunks until SIGINT/SIGTERM")
+	f.StringVar(&advertise, "advertise", "", "with --listen: host:port announced to the edge (default: the listen address)")
 	f.StringVar(&dataDir, "data-dir", "", "where chunks are kept while downloading (default: a temporary directory)")
 	f.StringArrayVar(&trustKeys, "trust-key", nil, "edge-tier public key (hex or file); repeatable (default: fetch from the edge)")
 	f.StringVar(&upLimit, "upload-limit", "0", "cap on upload, e.g. 20Mbit (0 = none)")
