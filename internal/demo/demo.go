@@ -392,8 +392,10 @@ wait:
 		res.Offload = float64(res.BytesFromPeers) / float64(total)
 	}
 	res.Completion = Stats{Min: times[0], Median: median(times), Max: times[len(times)-1]}
-	res.FluidBound = FluidBound(cfg.Peers, cfg.Size, cfg.EdgeUp, cfg.PeerUp, cfg.PeerDown)
-	res.OffloadLimit = OffloadLimit(cfg.Peers, cfg.Size, cfg.EdgeUp, res.FluidBound)
+	// The edge tier's capacity is every edge's uplink together.
+	edgeTier := cfg.EdgeUp * float64(cfg.Edges)
+	res.FluidBound = FluidBound(cfg.Peers, cfg.Size, edgeTier, cfg.PeerUp, cfg.PeerDown)
+	res.OffloadLimit = OffloadLimit(cfg.Peers, cfg.Size, edgeTier, res.FluidBound)
 	if res.FluidBound > 0 {
 		res.RatioToBound = res.Completion.Max / res.FluidBound
 	}
