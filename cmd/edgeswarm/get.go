@@ -32,6 +32,15 @@ type getResult struct {
 	Seconds        float64 `json:"seconds"`
 	CorruptChunks  int     `json:"corrupt_chunks_detected"`
 	PeersBanned    int     `json:"peers_banned"`
+	// Scheduler counters, for diagnosing a run.
+	Requests int `json:"requests"`
+	Timeouts int `json:"timeouts"`
+	Failures int `json:"failures"`
+	Busy     int `json:"busy"`
+	// EdgeRequests, EdgeFailures and EdgeRateBps describe the edge source.
+	EdgeRequests int     `json:"edge_requests"`
+	EdgeFailures int     `json:"edge_failures"`
+	EdgeRateBps  float64 `json:"edge_rate_bps"`
 }
 
 func newGetCmd(g *globalFlags) *cobra.Command {
@@ -166,6 +175,14 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 			res := getResult{URL: args[0], Output: out, Bytes: n, SHA256: hex.EncodeToString(h.Sum(nil)),
 				BytesFromEdge: st.Bytes[peer.KindEdge], BytesFromPeers: st.Bytes[peer.KindPeer],
 				Seconds: elapsed.Seconds(), CorruptChunks: st.CorruptChunks, PeersBanned: len(st.Banned)}
+			res.Requests, res.Timeouts, res.Failures, res.Busy = st.Requests, st.Timeouts, st.Failures, st.Busy
+			for _, src := range st.Sources {
+				if src.Kind == peer.KindEdge {
+					res.EdgeRequests += src.Requests
+					res.EdgeFailures += src.Failures
+					res.EdgeRateBps += src.RateBps
+				}
+			}
 			if t := res.BytesFromEdge + res.BytesFromPeers; t > 0 {
 				res.Offload = float64(res.BytesFromPeers) / float64(t)
 			}
