@@ -26,6 +26,7 @@ import (
 	"github.com/edgeswarm/edgeswarm/internal/chunkstore"
 	"github.com/edgeswarm/edgeswarm/internal/core"
 	"github.com/edgeswarm/edgeswarm/internal/edge"
+	"github.com/edgeswarm/edgeswarm/internal/fluid"
 	"github.com/edgeswarm/edgeswarm/internal/netem"
 	"github.com/edgeswarm/edgeswarm/internal/origin"
 	"github.com/edgeswarm/edgeswarm/internal/peer"
@@ -144,32 +145,6 @@ type Result struct {
 	BadChunksStored       int64   `json:"bad_chunks_stored"`
 	ChunksStoredChecked   int64   `json:"chunks_stored_checked"`
 	WallS                 float64 `json:"wall_s"`
-}
-
-// FluidBound returns T* = max(F/u_edge, F/d_min, N·F/(u_edge + Σu_peer))
-// in seconds for N identical peers; rates in bit/s, 0 meaning unlimited.
-func FluidBound(n int, size int64, edgeUp, peerUp, peerDown float64) float64 {
-	f := float64(size) * 8
-	t := 0.0
-	if edgeUp > 0 {
-		t = max(t, f/edgeUp)
-	}
-	if peerDown > 0 {
-		t = max(t, f/peerDown)
-	}
-	if edgeUp > 0 && peerUp > 0 {
-		t = max(t, float64(n)*f/(edgeUp+float64(n)*peerUp))
-	}
-	return t
-}
-
-// OffloadLimit returns 1 − u_edge·T*/(N·F): the largest share of bytes peers
-// can carry when everyone finishes at the bound.
-func OffloadLimit(n int, size int64, edgeUp, bound float64) float64 {
-	if edgeUp <= 0 || n == 0 || size == 0 {
-		return 0
-	}
-	return max(0, 1-edgeUp*bound/(float64(n)*float64(size)*8))
 }
 
 type node struct {
@@ -394,8 +369,8 @@ wait:
 	res.Completion = Stats{Min: times[0], Median: median(times), Max: times[len(times)-1]}
 	// The edge tier's capacity is every edge's uplink together.
 	edgeTier := cfg.EdgeUp * float64(cfg.Edges)
-	res.FluidBound = FluidBound(cfg.Peers, cfg.Size, edgeTier, cfg.PeerUp, cfg.PeerDown)
-	res.OffloadLimit = OffloadLimit(cfg.Peers, cfg.Size, edgeTier, res.FluidBound)
+	res.FluidBound = fluid.Bound(cfg.Peers, cfg.Size, edgeTier, cfg.PeerUp, cfg.PeerDown)
+	res.OffloadLimit = fluid.OffloadLimit(cfg.Peers, cfg.Size, edgeTier, res.FluidBound)
 	if res.FluidBound > 0 {
 		res.RatioToBound = res.Completion.Max / res.FluidBound
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"slices"
 	"sort"
@@ -126,7 +125,7 @@ func newLoop(d *Download) *loop {
 		}
 	}
 	l.nPending = l.nMissing
-	l.maxFlight = int(min(int64(l.cfg.MaxInFlight), max(2, l.cfg.MaxInFlightBytes/int64(l.cs))))
+	l.maxFlight = MaxFlights(l.cfg, l.cs)
 	return l
 }
 
@@ -202,43 +201,28 @@ func (l *loop) usable(s *srcState, now time.Time) bool {
 	return !s.banned && !s.stale && !now.Before(s.until)
 }
 
-// slots is how many requests s may have in flight: about PipelineMs of its
-// measured rate in chunks, clamped; one while it is failing.
+// slots is how many requests s may have in flight (Slots).
 func (l *loop) slots(s *srcState) int {
-	hi, initial := l.cfg.MaxPeerSlots, 2
-	if s.kind == KindEdge {
-		hi, initial = l.cfg.MaxEdgeSlots, 4
-	}
-	switch {
-	case s.failures > 0:
-		return 1
-	case s.rate <= 0:
-		return min(initial, hi)
-	}
-	k := int(math.Ceil(s.rate*ms(l.cfg.PipelineMs).Seconds()/float64(l.cs) - 0.05))
-	return max(1, min(k, hi))
+	return Slots(l.cfg, l.cs, s.kind, s.rate, s.failures)
 }
 
-// timeout is how long a new request to s may take: four times the time s
-// needs, at its measured rate, to deliver what is queued on it, never less
-// than the floor (twice the floor for the edge before it is measured).
+// timeout is how long a new request to s may take (RequestTimeout).
 func (l *loop) timeout(s *srcState) time.Duration {
-	floor := ms(l.cfg.FetchTimeoutMs)
-	if s.rate <= 0 {
-		if s.kind == KindEdge {
-			return 2 * floor
-		}
-		return floor
-	}
-	expected := time.Duration(float64(l.cs*(s.inflight+1)) / s.rate * float64(time.Second))
-	return min(max(floor, 4*expected), 2*time.Minute)
+	return RequestTimeout(l.cfg, l.cs, s.kind, s.rate, s.inflight)
 }
 
 // fill launches requests on s while it has spare slots and the policy finds
 // a chunk for it.
 func (l *loop) fill(s *srcState, now time.Time) {
 	slots := l.slots(s)
-	for s.inflight < slots && l.nFlights < l.maxFlight && l.nPending > 0 {
+	// Peers fill first, but never into the edge's share of the in-flight
+	// budget: with many fast peers the budget would otherwise leave the
+	// edge idle, and an idle edge uplink is capacity the swarm never gets back.
+	budget := l.maxFlight
+	if s.kind != KindEdge && l.usable(l.edge, now) {
+		budget -= max(0, l.slots(l.edge)-l.edge.inflight)
+	}
+	for s.inflight < slots && l.nFlights < budget && l.nPending > 0 {
 		if s.emptyValid && s.emptyGrow == l.grow && s.emptyHave == s.haveEpoch {
 			return
 		}
@@ -447,7 +431,7 @@ func (l *loop) onResult(r result) {
 		// We canceled it; the error is ours, not the source's.
 	case errors.Is(r.err, ErrSourceBusy):
 		l.st.Busy++
-		s.until = now.Add(150*time.Millisecond + time.Duration(l.d.rnd.Int64N(int64(250*time.Millisecond))))
+		s.until = now.Add(BusyBackoff(l.d.rnd))
 	case errors.Is(r.err, wire.ErrChunkNotFound):
 		// It announced the chunk but does not have it: stop believing it.
 		if s.have != nil && s.have.has(i) {
@@ -464,16 +448,9 @@ func (l *loop) onResult(r result) {
 	l.requeue(i)
 }
 
-// measure folds one completion into s's rate: by Little's law the source
-// delivers (requests in flight × chunk) per request latency.
+// measure folds one completion into s's rate (NextRate).
 func (l *loop) measure(s *srcState, n int, dur time.Duration) {
-	sec := max(dur.Seconds(), 1e-4)
-	sample := float64(n) * float64(s.inflight+1) / sec
-	if s.rate == 0 {
-		s.rate = sample
-	} else {
-		s.rate = 0.7*s.rate + 0.3*sample
-	}
+	s.rate = NextRate(s.rate, n, s.inflight, dur)
 }
 
 func (l *loop) sourceFailed(s *srcState, now time.Time, err error) {
@@ -481,13 +458,7 @@ func (l *loop) sourceFailed(s *srcState, now time.Time, err error) {
 	s.failsCnt++
 	l.st.Failures++
 	l.lastErr = err
-	// The edge is the source of last resort: never back off from it long.
-	ceiling := 10 * time.Second
-	if s.kind == KindEdge {
-		ceiling = 2 * time.Second
-	}
-	backoff := min(250*time.Millisecond<<min(s.failures-1, 6), ceiling)
-	s.until = now.Add(backoff)
+	s.until = now.Add(FailureBackoff(s.kind, s.failures))
 	l.a.log.Debug("chunk fetch failed", "root", l.m.Root.Short(), "source", s.src.ID(), "failures", s.failures, "err", err)
 }
 

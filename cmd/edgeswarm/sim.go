@@ -1,0 +1,131 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime/pprof"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/edgeswarm/edgeswarm/internal/sim"
+	"github.com/edgeswarm/edgeswarm/internal/swarm"
+	"github.com/edgeswarm/edgeswarm/internal/units"
+)
+
+func newSimCmd(*globalFlags) *cobra.Command {
+	var (
+		cfg                            sim.Config
+		size, edgeUp, peerUp, peerDown string
+		chunk                          string
+		rttMs, arrivalS                float64
+		asJSON                         bool
+		cpuProfile, handout            string
+	)
+	cmd := &cobra.Command{
+		Use:   "sim [--peers N] [--size BYTES] [--scenario flashcrowd|churn] [--json]",
+		Short: "Simulate a swarm of up to 100k peers with the real scheduling and hand-out policies",
+		Long: "sim runs the peer scheduler's chunk policy and pacing rules and the tracker's hand-out\n" +
+			"policy — the same code the agent and the edge run — over a simulated network: one edge\n" +
+			"and N peers with upload and download capacities and a round-trip time, bandwidth shared\n" +
+			"between the transfers of each link, on a virtual clock. It reports what the testbed\n" +
+			"reports: completion times against the fluid bound, offload against its limit, cross-ISP\n" +
+			"bytes (peers alternate between two ISPs). The same --seed gives the same result.\n" +
+			"Rates are in Mbit/s unless a unit is given (e.g. 500kbit, 1Gbit).",
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			var err error
+			if cfg.Size, err = units.ParseBytes(size); err != nil {
+				return fmt.Errorf("--size: %w", err)
+			}
+			for _, r := range []struct {
+				flag, val string
+				dst       *float64
+			}{{"--edge-up", edgeUp, &cfg.EdgeUp}, {"--peer-up", peerUp, &cfg.PeerUp}, {"--peer-down", peerDown, &cfg.PeerDown}} {
+				if *r.dst, err = units.ParseRate(r.val); err != nil {
+					return fmt.Errorf("%s: %w", r.flag, err)
+				}
+				if *r.dst == 0 {
+					return fmt.Errorf("%s: the simulator needs a finite rate", r.flag)
+				}
+			}
+			if chunk != "" && chunk != "0" {
+				cs, err := units.ParseBytes(chunk)
+				if err != nil {
+					return fmt.Errorf("--chunk-size: %w", err)
+				}
+				cfg.ChunkSize = int(cs)
+			}
+			if rttMs < 0 || arrivalS < 0 {
+				return fmt.Errorf("--rtt and --arrival must not be negative")
+			}
+			if cfg.Handout, err = swarm.PolicyByName(handout); err != nil {
+				return fmt.Errorf("--handout: %w", err)
+			}
+			cfg.RTT = time.Duration(rttMs * float64(time.Millisecond))
+			cfg.Arrival = time.Duration(arrivalS * float64(time.Second))
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
+			res, err := sim.Run(cfg)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(os.Stdout).Encode(res)
+			}
+			printSimSummary(res)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Scenario, "scenario", sim.Flashcrowd, "flashcrowd (all peers start at once) or churn (peers arrive over --arrival, a --churn share leave)")
+	f.IntVar(&cfg.Peers, "peers", 20, "number of peers")
+	f.StringVar(&size, "size", "64MiB", "size of the object")
+	f.StringVar(&edgeUp, "edge-up", "100", "edge upload rate, Mbit/s")
+	f.StringVar(&peerUp, "peer-up", "20", "peer upload rate, Mbit/s")
+	f.StringVar(&peerDown, "peer-down", "100", "peer download rate, Mbit/s")
+	f.Float64Var(&rttMs, "rtt", 20, "round-trip time between any two nodes, ms")
+	f.StringVar(&chunk, "chunk-size", "0", "chunk size, a power of two such as 128KiB; 0 picks the edge's choice")
+	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of every random choice")
+	f.Float64Var(&cfg.Churn, "churn", 0.2, "churn: share of peers that leave (half mid-download, half once complete)")
+	f.Float64Var(&arrivalS, "arrival", 0, "churn: seconds over which peers arrive; 0 means the fluid bound")
+	f.IntVar(&cfg.EdgeMaxUploads, "edge-max-uploads", 0, "chunk uploads the edge serves at once, refusing more with 503 like a peer; 0 means unlimited, as the real edge")
+	f.IntVar(&cfg.SwarmCap, "swarm-cap", 0, "peers the tracker records per object (swarm max_peers_per_object); 0 means its default 5000, -1 no bound")
+	f.StringVar(&handout, "handout", swarm.PolicyUsefulFirst, "the tracker's hand-out policy: useful-first or random")
+	f.IntVar(&cfg.HandoutSample, "handout-sample", 100, "candidates the tracker ranks per hand-out when the swarm is larger than one: the previous hand-out plus members at random; -1 ranks every member (exact, slow), ≤ 50 gives unranked random hand-outs")
+	f.IntVar(&cfg.Agent.FetchTimeoutMs, "fetch-timeout-ms", 0, "the agents' request timeout floor (peer fetch_timeout_ms); 0 means the agent's default (3000)")
+	f.IntVar(&cfg.RerankEvery, "rerank-every", 0, "rank a requester's hand-out every this many announces, repeating it in between; 0 means every announce unless the run would rank more than 500k hand-outs")
+	f.BoolVar(&asJSON, "json", false, "print exactly one JSON object with the results")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	return cmd
+}
+
+func printSimSummary(r sim.Result) {
+	fmt.Printf(`edgeswarm sim (%s): %d peers, %s file in %s chunks, seed %d
+links: edge up %.0f Mbit/s, peer up %.0f / down %.0f Mbit/s, rtt %.0f ms
+
+completion   min %.1fs  median %.1fs  max %.1fs   (%d completed, %d failed, %d left, %d unfinished)
+fluid bound  T* = %.1fs   max/T* = %.3f
+bytes        edge %s, peers %s (cross-ISP %s), duplicates %s
+offload      %.3f  (limit %.3f at T*)
+requests     %d  (timeouts %d, refused busy %d); hand-outs %d (%d ranked)
+run          %d events, %.1fs simulated in %.1fs wall, %.1fs CPU
+`, r.Scenario, r.Peers, units.Bytes(r.FileBytes), units.Bytes(int64(r.ChunkSize)), r.Seed,
+		r.EdgeUpMbit, r.PeerUpMbit, r.PeerDownMbit, r.RTTMs,
+		r.Completion.Min, r.Completion.Median, r.Completion.Max, r.Completed, r.Failed, r.Left, r.Unfinished,
+		r.FluidBound, r.RatioToBound,
+		units.Bytes(r.EdgeBytes), units.Bytes(r.PeerBytes), units.Bytes(r.CrossISPBytes), units.Bytes(r.DuplicateBytes),
+		r.Offload, r.OffloadLimit,
+		r.Requests, r.Timeouts, r.Busy, r.Handouts, r.Ranked,
+		r.Events, r.SimS, r.WallS, r.CPUS)
+}

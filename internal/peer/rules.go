@@ -1,0 +1,90 @@
+package peer
+
+// The scheduler's per-source pacing rules as pure functions of a source's
+// measured state. The loop calls them, and so does the simulator
+// (internal/sim), so that a simulated swarm is paced by the same arithmetic.
+
+import (
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// TickInterval is how often the loop checks request deadlines and backoffs.
+const TickInterval = tickEvery
+
+// WithDefaults returns c with every zero field replaced by its default, as
+// the agent applies them; the rules below expect such a Config.
+func (c Config) WithDefaults() Config { return c.applyDefaults() }
+
+// Slots is how many requests a source of the given kind may have in flight:
+// about cfg.PipelineMs of its measured rate (bytes/s, 0 = not yet measured)
+// in chunks, clamped to [1, MaxPeerSlots or MaxEdgeSlots]; 2 for an
+// unmeasured peer and 4 for an unmeasured edge; 1 while it is failing.
+func Slots(cfg Config, chunkSize int, kind SourceKind, rate float64, failures int) int {
+	hi, initial := cfg.MaxPeerSlots, 2
+	if kind == KindEdge {
+		hi, initial = cfg.MaxEdgeSlots, 4
+	}
+	switch {
+	case failures > 0:
+		return 1
+	case rate <= 0:
+		return min(initial, hi)
+	}
+	k := int(math.Ceil(rate*ms(cfg.PipelineMs).Seconds()/float64(chunkSize) - 0.05))
+	return max(1, min(k, hi))
+}
+
+// RequestTimeout is how long a new request to a source may take when
+// inflight requests are already queued on it: four times what the source
+// needs at its measured rate to deliver them and the new one, never less
+// than cfg.FetchTimeoutMs (twice that for an unmeasured edge), at most two
+// minutes.
+func RequestTimeout(cfg Config, chunkSize int, kind SourceKind, rate float64, inflight int) time.Duration {
+	floor := ms(cfg.FetchTimeoutMs)
+	if rate <= 0 {
+		if kind == KindEdge {
+			return 2 * floor
+		}
+		return floor
+	}
+	expected := time.Duration(float64(chunkSize*(inflight+1)) / rate * float64(time.Second))
+	return min(max(floor, 4*expected), 2*time.Minute)
+}
+
+// MaxFlights is how many requests one download keeps in flight at most.
+func MaxFlights(cfg Config, chunkSize int) int {
+	return int(min(int64(cfg.MaxInFlight), max(2, cfg.MaxInFlightBytes/int64(chunkSize))))
+}
+
+// NextRate folds one completed request of n bytes that took dur into a
+// source's rate estimate (0 = none yet). By Little's law the source
+// delivers (requests in flight × bytes) per request latency; inflight is
+// what is still queued on the source after this request.
+func NextRate(rate float64, n, inflight int, dur time.Duration) float64 {
+	sec := max(dur.Seconds(), 1e-4)
+	sample := float64(n) * float64(inflight+1) / sec
+	if rate == 0 {
+		return sample
+	}
+	return 0.7*rate + 0.3*sample
+}
+
+// FailureBackoff is how long a source is not asked after its failures-th
+// consecutive failure: 250 ms doubling, at most 10 s for a peer and 2 s for
+// the edge (the source of last resort).
+func FailureBackoff(kind SourceKind, failures int) time.Duration {
+	ceiling := 10 * time.Second
+	if kind == KindEdge {
+		ceiling = 2 * time.Second
+	}
+	return min(250*time.Millisecond<<min(failures-1, 6), ceiling)
+}
+
+// BusyBackoff is how long a source that refused a request for load (503)
+// is not asked: 150 ms plus up to 250 ms at random, so refused peers do
+// not come back in step.
+func BusyBackoff(r *rand.Rand) time.Duration {
+	return 150*time.Millisecond + time.Duration(r.Int64N(int64(250*time.Millisecond)))
+}
