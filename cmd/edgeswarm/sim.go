@@ -84,6 +84,9 @@ func newSimCmd(*globalFlags) *cobra.Command {
 				return json.NewEncoder(os.Stdout).Encode(res)
 			}
 			printSimSummary(res)
+			if res.Completed == 0 {
+				fmt.Println("\nno peer completed: ratio_to_bound and offload are reported as 0")
+			}
 			return nil
 		},
 	}

@@ -215,14 +215,7 @@ func (l *loop) timeout(s *srcState) time.Duration {
 // a chunk for it.
 func (l *loop) fill(s *srcState, now time.Time) {
 	slots := l.slots(s)
-	// Peers fill first, but never into the edge's share of the in-flight
-	// budget: with many fast peers the budget would otherwise leave the
-	// edge idle, and an idle edge uplink is capacity the swarm never gets back.
-	budget := l.maxFlight
-	if s.kind != KindEdge && l.usable(l.edge, now) {
-		budget -= max(0, l.slots(l.edge)-l.edge.inflight)
-	}
-	for s.inflight < slots && l.nFlights < budget && l.nPending > 0 {
+	for s.inflight < slots && l.nFlights < l.maxFlight && l.nPending > 0 {
 		if s.emptyValid && s.emptyGrow == l.grow && s.emptyHave == s.haveEpoch {
 			return
 		}

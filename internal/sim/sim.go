@@ -201,7 +201,7 @@ type Result struct {
 	// it started its download.
 	Completion   Stats   `json:"completion_s"`
 	FluidBound   float64 `json:"fluid_bound_s"`
-	RatioToBound float64 `json:"ratio_to_bound"` // max completion / fluid bound
+	RatioToBound float64 `json:"ratio_to_bound"` // max completion / fluid bound; 0 if no peer completed
 	// EdgeBytes and PeerBytes count every chunk response received in
 	// full, duplicates included, as the agent's stats do.
 	EdgeBytes     int64   `json:"edge_bytes"`
