@@ -93,19 +93,26 @@ func FetchChunk(ctx context.Context, hc *http.Client, base string, root core.Has
 	case resp.ContentLength >= 0 && resp.ContentLength < int64(size):
 		return nil, fmt.Errorf("chunk %d from %s: Content-Length %d, want %d: %w", index, base, resp.ContentLength, size, ErrChunkShort)
 	}
-	if cap(buf) < size+1 {
-		buf = make([]byte, size+1)
+	if cap(buf) < size {
+		buf = make([]byte, size, size+1)
 	}
-	buf = buf[:size+1]
+	buf = buf[:size]
 	n, err := io.ReadFull(resp.Body, buf)
-	switch {
-	case n > size:
-		return nil, fmt.Errorf("chunk %d from %s: %w", index, base, ErrChunkTooLarge)
-	case n < size:
+	if n < size {
 		if err == nil || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			err = ErrChunkShort
 		}
 		return nil, fmt.Errorf("chunk %d from %s: got %d of %d bytes: %w", index, base, n, size, err)
+	}
+	// The response must end right here, cleanly: one more byte means the
+	// source sent more than the chunk; an error means the stream broke, and
+	// a broken response is not accepted even if the chunk looks whole.
+	var one [1]byte
+	switch k, err := io.ReadFull(resp.Body, one[:]); {
+	case k > 0:
+		return nil, fmt.Errorf("chunk %d from %s: %w", index, base, ErrChunkTooLarge)
+	case !errors.Is(err, io.EOF):
+		return nil, fmt.Errorf("chunk %d from %s: response did not end after the chunk: %w", index, base, err)
 	}
 	return buf[:size], nil
 }
