@@ -16,10 +16,9 @@ import (
 
 func newDemoCmd(g *globalFlags) *cobra.Command {
 	var (
-		cfg                            demo.Config
-		size, edgeUp, peerUp, peerDown string
-		chunk                          string
-		asJSON                         bool
+		cfg    demo.Config
+		cf     crowdFlags
+		asJSON bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo [--peers N] [--size BYTES] [--json]",
@@ -32,28 +31,11 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 			"Rates are in Mbit/s unless a unit is given (e.g. 500kbit, 1Gbit).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var err error
-			if cfg.Size, err = units.ParseBytes(size); err != nil {
-				return fmt.Errorf("--size: %w", err)
+			c, err := cf.parse()
+			if err != nil {
+				return err
 			}
-			for _, r := range []struct {
-				flag, val string
-				dst       *float64
-			}{{"--edge-up", edgeUp, &cfg.EdgeUp}, {"--peer-up", peerUp, &cfg.PeerUp}, {"--peer-down", peerDown, &cfg.PeerDown}} {
-				if *r.dst, err = units.ParseRate(r.val); err != nil {
-					return fmt.Errorf("%s: %w", r.flag, err)
-				}
-				if *r.dst == 0 {
-					return fmt.Errorf("%s: the demo needs a finite rate", r.flag)
-				}
-			}
-			if chunk != "" && chunk != "0" {
-				cs, err := units.ParseBytes(chunk)
-				if err != nil {
-					return fmt.Errorf("--chunk-size: %w", err)
-				}
-				cfg.ChunkSize = int(cs)
-			}
+			cfg.Size, cfg.EdgeUp, cfg.PeerUp, cfg.PeerDown, cfg.ChunkSize = c.size, c.edgeUp, c.peerUp, c.peerDown, c.chunk
 			if !cmd.Flags().Changed("log-level") {
 				g.logLevel = "warn" // the progress line and summary are the demo's output
 			}
@@ -82,12 +64,12 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.IntVar(&cfg.Peers, "peers", 20, "number of peers in the flash crowd")
-	f.StringVar(&size, "size", "64MiB", "size of the generated file")
+	f.StringVar(&cf.size, "size", "64MiB", "size of the generated file")
 	f.IntVar(&cfg.Edges, "edges", 1, "number of edges (peers are spread over them)")
-	f.StringVar(&edgeUp, "edge-up", "100", "edge upload rate, Mbit/s")
-	f.StringVar(&peerUp, "peer-up", "20", "peer upload rate, Mbit/s")
-	f.StringVar(&peerDown, "peer-down", "100", "peer download rate, Mbit/s")
-	f.StringVar(&chunk, "chunk-size", "0", "chunk size, a power of two such as 64KiB; 0 picks one")
+	f.StringVar(&cf.edgeUp, "edge-up", "100", "edge upload rate, Mbit/s")
+	f.StringVar(&cf.peerUp, "peer-up", "20", "peer upload rate, Mbit/s")
+	f.StringVar(&cf.peerDown, "peer-down", "100", "peer download rate, Mbit/s")
+	f.StringVar(&cf.chunk, "chunk-size", "0", "chunk size, a power of two such as 64KiB; 0 picks one")
 	f.IntVar(&cfg.BadPeers, "bad-peers", 0, "peers that corrupt every chunk they serve")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed for the generated content and scheduling randomness")
 	f.BoolVar(&cfg.MemoryStore, "memory-store", false, "keep peer chunks in memory instead of on disk")

@@ -16,12 +16,11 @@ import (
 
 func newSimCmd(*globalFlags) *cobra.Command {
 	var (
-		cfg                            sim.Config
-		size, edgeUp, peerUp, peerDown string
-		chunk                          string
-		rttMs, arrivalS                float64
-		asJSON                         bool
-		cpuProfile, handout            string
+		cfg                 sim.Config
+		cf                  crowdFlags
+		rttMs, arrivalS     float64
+		asJSON              bool
+		cpuProfile, handout string
 	)
 	cmd := &cobra.Command{
 		Use:   "sim [--peers N] [--size BYTES] [--scenario flashcrowd|churn] [--json]",
@@ -35,28 +34,11 @@ func newSimCmd(*globalFlags) *cobra.Command {
 			"Rates are in Mbit/s unless a unit is given (e.g. 500kbit, 1Gbit).",
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			var err error
-			if cfg.Size, err = units.ParseBytes(size); err != nil {
-				return fmt.Errorf("--size: %w", err)
+			c, err := cf.parse()
+			if err != nil {
+				return err
 			}
-			for _, r := range []struct {
-				flag, val string
-				dst       *float64
-			}{{"--edge-up", edgeUp, &cfg.EdgeUp}, {"--peer-up", peerUp, &cfg.PeerUp}, {"--peer-down", peerDown, &cfg.PeerDown}} {
-				if *r.dst, err = units.ParseRate(r.val); err != nil {
-					return fmt.Errorf("%s: %w", r.flag, err)
-				}
-				if *r.dst == 0 {
-					return fmt.Errorf("%s: the simulator needs a finite rate", r.flag)
-				}
-			}
-			if chunk != "" && chunk != "0" {
-				cs, err := units.ParseBytes(chunk)
-				if err != nil {
-					return fmt.Errorf("--chunk-size: %w", err)
-				}
-				cfg.ChunkSize = int(cs)
-			}
+			cfg.Size, cfg.EdgeUp, cfg.PeerUp, cfg.PeerDown, cfg.ChunkSize = c.size, c.edgeUp, c.peerUp, c.peerDown, c.chunk
 			if rttMs < 0 || arrivalS < 0 {
 				return fmt.Errorf("--rtt and --arrival must not be negative")
 			}
@@ -93,12 +75,12 @@ func newSimCmd(*globalFlags) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfg.Scenario, "scenario", sim.Flashcrowd, "flashcrowd (all peers start at once) or churn (peers arrive over --arrival, a --churn share leave)")
 	f.IntVar(&cfg.Peers, "peers", 20, "number of peers")
-	f.StringVar(&size, "size", "64MiB", "size of the object")
-	f.StringVar(&edgeUp, "edge-up", "100", "edge upload rate, Mbit/s")
-	f.StringVar(&peerUp, "peer-up", "20", "peer upload rate, Mbit/s")
-	f.StringVar(&peerDown, "peer-down", "100", "peer download rate, Mbit/s")
+	f.StringVar(&cf.size, "size", "64MiB", "size of the object")
+	f.StringVar(&cf.edgeUp, "edge-up", "100", "edge upload rate, Mbit/s")
+	f.StringVar(&cf.peerUp, "peer-up", "20", "peer upload rate, Mbit/s")
+	f.StringVar(&cf.peerDown, "peer-down", "100", "peer download rate, Mbit/s")
 	f.Float64Var(&rttMs, "rtt", 20, "round-trip time between any two nodes, ms")
-	f.StringVar(&chunk, "chunk-size", "0", "chunk size, a power of two such as 128KiB; 0 picks the edge's choice")
+	f.StringVar(&cf.chunk, "chunk-size", "0", "chunk size, a power of two such as 128KiB; 0 picks the edge's choice")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of every random choice")
 	f.Float64Var(&cfg.Churn, "churn", 0.2, "churn: share of peers that leave (half mid-download, half once complete)")
 	f.Float64Var(&arrivalS, "arrival", 0, "churn: seconds over which peers arrive; 0 means the fluid bound")
