@@ -29,6 +29,14 @@ func (s *Server) handleChunk(w http.ResponseWriter, r *http.Request) error {
 	if index >= man.NumChunks() {
 		return errorf(http.StatusNotFound, "chunk %d of %s: the object has %d chunks", index, root.Short(), man.NumChunks())
 	}
+	select {
+	case s.uploads <- struct{}{}:
+		defer func() { <-s.uploads }()
+	default:
+		s.stats.chunksRefused.Add(1)
+		w.Header().Set("Retry-After", "1")
+		return errorf(http.StatusServiceUnavailable, "edge busy: %d chunk uploads in progress", cap(s.uploads))
+	}
 	size := man.ChunkLen(index)
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"net/http"
 	"net/url"
 	"sync"
@@ -170,5 +171,44 @@ func TestManifestErrors(t *testing.T) {
 		if r.status != tc.want {
 			t.Errorf("manifest of %q: status %d (%s), want %d", tc.url, r.status, bytes.TrimSpace(r.body), tc.want)
 		}
+	}
+}
+
+// TestChunkUploadCap: past MaxChunkUploads chunk responses in progress the
+// edge answers 503 with Retry-After at once, and serves again once a slot
+// frees.
+func TestChunkUploadCap(t *testing.T) {
+	clk := newClock()
+	o := newOrigin(t, clk)
+	body := randomBody(11, 3*16<<10)
+	o.set("/a.bin", &object{body: body, header: map[string]string{"Cache-Control": "max-age=600"}})
+	e := newEdge(t, o, clk, func(c *Config) { c.ChunkSize = 16 << 10; c.MaxChunkUploads = 1 })
+	ring, err := e.client().Keys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := e.client().Manifest(context.Background(), "/a.bin", ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Server.uploads <- struct{}{} // another upload holds the only slot
+	resp, err := e.hc.Get(e.url + wire.ChunkPath(m.Root, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("with the slot taken: %s, Retry-After %q", resp.Status, resp.Header.Get("Retry-After"))
+	}
+	if _, err := wire.FetchChunk(context.Background(), e.hc, e.url, m.Root, 0, m.ChunkLen(0), "", nil); !errors.Is(err, wire.ErrBusy) {
+		t.Fatalf("FetchChunk: %v, want ErrBusy", err)
+	}
+	<-e.Server.uploads
+	got, err := wire.FetchChunk(context.Background(), e.hc, e.url, m.Root, 1, m.ChunkLen(1), "", nil)
+	if err != nil || m.CheckChunk(1, got) != nil {
+		t.Fatalf("after the slot freed: %v", err)
+	}
+	if st := e.Stats(); st.ChunksRefused != 2 || st.ChunksServed != 1 {
+		t.Fatalf("stats: refused %d served %d", st.ChunksRefused, st.ChunksServed)
 	}
 }

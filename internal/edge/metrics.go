@@ -66,6 +66,6 @@ func newMetrics(s *Server) *metrics {
 
 // counters are the Server's plain counters behind Stats.
 type counters struct {
-	originFetches, cacheHits, cacheMisses, passes    atomic.Int64
-	manifestBuilds, chunkBytes, chunks, contentBytes atomic.Int64
+	originFetches, cacheHits, cacheMisses, passes                   atomic.Int64
+	manifestBuilds, chunkBytes, chunks, chunksRefused, contentBytes atomic.Int64
 }

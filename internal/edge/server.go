@@ -56,6 +56,11 @@ type Config struct {
 	// AnnounceInterval is how often peers are told to announce; 0 means
 	// 500ms.
 	AnnounceInterval time.Duration `yaml:"announce_interval"`
+	// MaxChunkUploads caps chunk responses in progress at once; past it the
+	// edge answers 503 at once and agents back off and ask again. It keeps a
+	// flash crowd's first wave from queueing behind itself until every
+	// request times out. 0 means 64.
+	MaxChunkUploads int `yaml:"max_chunk_uploads"`
 	// SigningKey signs manifests (required).
 	SigningKey ed25519.PrivateKey `yaml:"-"`
 	// Swarm configures the tracker; the zero value means its defaults.
@@ -80,6 +85,9 @@ func (c Config) applyDefaults() Config {
 	}
 	if c.AnnounceInterval == 0 {
 		c.AnnounceInterval = 500 * time.Millisecond
+	}
+	if c.MaxChunkUploads == 0 {
+		c.MaxChunkUploads = 64
 	}
 	return c
 }
@@ -122,6 +130,7 @@ type Stats struct {
 	Passes             int64 // content requests passed through without storing (PASS)
 	ManifestBuilds     int64
 	ChunksServed       int64 // chunk requests completed
+	ChunksRefused      int64 // chunk requests answered 503 (MaxChunkUploads in progress)
 	ChunkBytesServed   int64
 	ContentBytesServed int64 // body bytes of content responses
 	CachedObjects      int
@@ -133,6 +142,7 @@ type Stats struct {
 // Server is one edge. Create it with New.
 type Server struct {
 	cfg        Config
+	uploads    chan struct{} // chunk upload slots, cfg.MaxChunkUploads; never closed
 	log        *slog.Logger
 	now        func() time.Time
 	originBase string
@@ -169,6 +179,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	cfg = cfg.applyDefaults()
 	s := &Server{
 		cfg:        cfg,
+		uploads:    make(chan struct{}, cfg.MaxChunkUploads),
 		log:        deps.Logger,
 		now:        deps.Now,
 		originBase: strings.TrimSuffix(cfg.Origin, "/"),
@@ -334,6 +345,7 @@ func (s *Server) Stats() Stats {
 		ManifestBuilds:     s.stats.manifestBuilds.Load(),
 		ChunksServed:       s.stats.chunks.Load(),
 		ChunkBytesServed:   s.stats.chunkBytes.Load(),
+		ChunksRefused:      s.stats.chunksRefused.Load(),
 		ContentBytesServed: s.stats.contentBytes.Load(),
 		CachedObjects:      objs,
 		CachedBytes:        bytes,
