@@ -90,8 +90,8 @@ type Config struct {
 	// raised so that a run ranks at most RankBudget hand-outs.
 	RerankEvery int
 	// EdgeMaxUploads bounds the chunk uploads the edge serves at once,
-	// refusing more with 503 as peers do past MaxUploads. 0 means
-	// unlimited, as the real edge.
+	// refusing more with 503 as peers do past MaxUploads (the real edge's
+	// MaxChunkUploads). 0 means unlimited.
 	EdgeMaxUploads int
 	// MaxTime stops a run that has not ended after this much simulated
 	// time; 0 means 50 fluid bounds plus 10 minutes.
