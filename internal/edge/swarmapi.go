@@ -39,12 +39,9 @@ func (s *Server) handleAnnounce(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(w, r, &req); err != nil {
 		return err
 	}
-	if !s.tracker.Authenticate(req.PeerID, req.Token) {
-		return errorf(http.StatusUnauthorized, "unknown peer id or bad token")
-	}
-	root, err := core.ParseHash(req.Root)
+	root, err := s.authRoot(req.PeerID, req.Token, req.Root)
 	if err != nil {
-		return errorf(http.StatusBadRequest, "root: %v", err)
+		return err
 	}
 	if req.Want < 0 {
 		return errorf(http.StatusBadRequest, "want %d is negative", req.Want)
@@ -77,12 +74,9 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(w, r, &req); err != nil {
 		return err
 	}
-	if !s.tracker.Authenticate(req.PeerID, req.Token) {
-		return errorf(http.StatusUnauthorized, "unknown peer id or bad token")
-	}
-	root, err := core.ParseHash(req.Root)
+	root, err := s.authRoot(req.PeerID, req.Token, req.Root)
 	if err != nil {
-		return errorf(http.StatusBadRequest, "root: %v", err)
+		return err
 	}
 	if req.Index < 0 || req.Index >= core.MaxChunks {
 		return errorf(http.StatusBadRequest, "index %d out of range", req.Index)
@@ -136,4 +130,17 @@ func writeJSON(w http.ResponseWriter, v any) error {
 	w.Header().Set("Cache-Control", "no-store")
 	_, err = w.Write(append(b, '\n'))
 	return err
+}
+
+// authRoot authenticates a swarm request and parses the object root it
+// names: 401 for a bad id or token, 400 for a malformed root.
+func (s *Server) authRoot(peerID, token, rootHex string) (core.Hash, error) {
+	if !s.tracker.Authenticate(peerID, token) {
+		return core.Hash{}, errorf(http.StatusUnauthorized, "unknown peer id or bad token")
+	}
+	root, err := core.ParseHash(rootHex)
+	if err != nil {
+		return core.Hash{}, errorf(http.StatusBadRequest, "root: %v", err)
+	}
+	return root, nil
 }

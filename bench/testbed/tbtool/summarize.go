@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/edgeswarm/edgeswarm/internal/fluid"
 	"math"
 	"os"
 	"slices"
@@ -85,15 +86,11 @@ type runLine struct {
 
 const boundRatesNote = "configured rates, not scaled by 0.95 for headers (a perfect system scores ~1.05)"
 
-// fluidBound is T* = max(F/u_edge, F/d_min, N·F/(u_edge + N·u_peer)) and the
-// offload limit 1 − u_edge·T*/(N·F); rates in Mbit/s (10^6 bit/s).
+// fluidBound is the project's fluid bound (internal/fluid) for rates in
+// Mbit/s (10^6 bit/s), with its offload limit.
 func fluidBound(n int, fileBytes int64, edgeUp, peerUp, peerDown float64) (bound, offloadLimit float64) {
-	f := float64(fileBytes) * 8
-	ue, up, d := edgeUp*1e6, peerUp*1e6, peerDown*1e6
-	bound = math.Max(f/ue, f/d)
-	bound = math.Max(bound, float64(n)*f/(ue+float64(n)*up))
-	offloadLimit = math.Max(0, 1-ue*bound/(float64(n)*f))
-	return bound, offloadLimit
+	bound = fluid.Bound(n, fileBytes, edgeUp*1e6, peerUp*1e6, peerDown*1e6)
+	return bound, fluid.OffloadLimit(n, fileBytes, edgeUp*1e6, bound)
 }
 
 func readJSONLines[T any](path string) ([]T, error) {
