@@ -8,12 +8,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/edgeswarm/edgeswarm/internal/fluid"
 	"math"
 	"os"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/edgeswarm/edgeswarm/internal/fluid"
 )
 
 func nowNS() int64 { return time.Now().UnixNano() }
