@@ -72,7 +72,7 @@ type Config struct {
 	// Policy picks chunks; nil means peer.DefaultPolicy.
 	Policy peer.ChunkPolicy
 	// Handout ranks hand-outs; nil means the tracker's default
-	// (swarm.UsefulFirst).
+	// (swarm.Weighted).
 	Handout swarm.HandoutPolicy
 	// SwarmCap bounds the peers the tracker records per object, as
 	// swarm.Config.MaxPeersPerObject (later announcers get hand-outs but
@@ -135,7 +135,7 @@ func (c Config) withDefaults() Config {
 		c.Policy = peer.DefaultPolicy{}
 	}
 	if c.Handout == nil {
-		c.Handout = swarm.UsefulFirst{}
+		c.Handout = swarm.Weighted{}
 	}
 	if c.SwarmCap == 0 {
 		c.SwarmCap = 5000

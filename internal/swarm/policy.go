@@ -6,6 +6,7 @@ package swarm
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"math/bits"
 	"math/rand/v2"
 	"slices"
@@ -55,19 +56,74 @@ func (f HandoutPolicyFunc) Rank(req Request, cands []Candidate) []Candidate { re
 
 // Policy names accepted by Config.Policy.
 const (
+	PolicyWeighted    = "weighted"
 	PolicyUsefulFirst = "useful-first"
 	PolicyRandom      = "random"
 )
 
+// DefaultPolicy is the hand-out policy a tracker uses unless told otherwise.
+const DefaultPolicy = PolicyWeighted
+
 // PolicyByName returns the named built-in policy.
 func PolicyByName(name string) (HandoutPolicy, error) {
 	switch name {
-	case PolicyUsefulFirst, "":
+	case PolicyWeighted, "":
+		return Weighted{}, nil
+	case PolicyUsefulFirst:
 		return UsefulFirst{}, nil
 	case PolicyRandom:
 		return Random{}, nil
 	}
-	return nil, fmt.Errorf("swarm: unknown hand-out policy %q (want %q or %q)", name, PolicyUsefulFirst, PolicyRandom)
+	return nil, fmt.Errorf("swarm: unknown hand-out policy %q (want %q, %q or %q)", name, PolicyWeighted, PolicyUsefulFirst, PolicyRandom)
+}
+
+// Weighted orders the candidates by a random draw weighted by how many
+// chunks each holds that the requester lacks: a candidate with twice the
+// useful chunks is twice as likely to come first, and candidates with
+// nothing useful go last in random order. Unlike UsefulFirst, requesters in
+// the same state get different sets of good peers, so a large swarm's
+// upload is spread over many peers instead of every requester being sent
+// to the same few that are furthest ahead (which leaves the rest idle).
+//
+// The draw is Efraimidis–Spirakis sampling without replacement: each
+// candidate gets the key E/w with E exponential(1) and w its weight, and
+// keys sort ascending.
+type Weighted struct{}
+
+// Rank implements HandoutPolicy.
+func (Weighted) Rank(req Request, cands []Candidate) []Candidate {
+	mine := req.Have.Bytes()
+	type keyed struct {
+		c   Candidate
+		key float64
+	}
+	s := make([]keyed, len(cands))
+	for i, c := range cands {
+		w := usefulCount(c.Have.Bytes(), mine)
+		e := 1.0
+		if req.Rand != nil {
+			e = req.Rand.ExpFloat64()
+		}
+		key := math.Inf(1)
+		if w > 0 {
+			key = e / float64(w)
+		}
+		s[i] = keyed{c, key}
+	}
+	if req.Rand == nil {
+		slices.SortStableFunc(s, func(a, b keyed) int { return cmp.Compare(a.c.PeerID, b.c.PeerID) })
+	}
+	// Candidates with nothing useful (key +Inf) keep a random order: the
+	// stable sort leaves them as shuffled here.
+	shuffleKeyed := func(i, j int) { s[i], s[j] = s[j], s[i] }
+	if req.Rand != nil {
+		req.Rand.Shuffle(len(s), shuffleKeyed)
+	}
+	slices.SortStableFunc(s, func(a, b keyed) int { return cmp.Compare(a.key, b.key) })
+	for i := range s {
+		cands[i] = s[i].c
+	}
+	return cands
 }
 
 // UsefulFirst puts first the candidates that hold the most chunks the

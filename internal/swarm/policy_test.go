@@ -1,6 +1,7 @@
 package swarm
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -122,7 +123,7 @@ func TestUsefulFirstDeterministicPerSeed(t *testing.T) {
 }
 
 func TestPolicyByName(t *testing.T) {
-	for _, name := range []string{"", PolicyUsefulFirst, PolicyRandom} {
+	for _, name := range []string{"", PolicyWeighted, PolicyUsefulFirst, PolicyRandom} {
 		if _, err := PolicyByName(name); err != nil {
 			t.Errorf("PolicyByName(%q): %v", name, err)
 		}
@@ -137,5 +138,92 @@ func TestRankWithoutRandIsDeterministic(t *testing.T) {
 	got := ids(Random{}.Rank(Request{}, cands))
 	if want := []string{"a", "b", "c"}; !slices.Equal(got, want) {
 		t.Fatalf("order = %v, want %v", got, want)
+	}
+}
+
+// Weighted: candidates with nothing useful always come last; among useful
+// ones the chance of coming first grows with usefulness, yet every useful
+// candidate comes first sometimes (no two requesters herd onto one set).
+func TestWeightedRanking(t *testing.T) {
+	const n = 16
+	cands := []Candidate{
+		{PeerID: "useless", Have: bf(n, 0, 1)},
+		{PeerID: "one", Have: bf(n, 2)},
+		{PeerID: "four", Have: bf(n, 3, 4, 5, 6)},
+		{PeerID: "empty", Have: bf(n)},
+	}
+	have := bf(n, 0, 1)
+	first := map[string]int{}
+	const draws = 4000
+	for seed := range uint64(draws) {
+		req := Request{Have: have, Rand: rand.New(rand.NewPCG(seed, 3))}
+		got := ids(Weighted{}.Rank(req, slices.Clone(cands)))
+		if len(got) != len(cands) {
+			t.Fatalf("seed %d: %d candidates back, want %d", seed, len(got), len(cands))
+		}
+		if tail := got[2:]; !slices.Contains(tail, "useless") || !slices.Contains(tail, "empty") {
+			t.Fatalf("seed %d: order %v: candidates with nothing useful must come last", seed, got)
+		}
+		first[got[0]]++
+	}
+	// P(four first) = 4/5, P(one first) = 1/5.
+	if f := float64(first["four"]) / draws; f < 0.75 || f > 0.85 {
+		t.Errorf("four came first in %.3f of draws, want ≈ 0.8 (weights 4:1)", f)
+	}
+	if first["one"] == 0 {
+		t.Errorf("the less useful candidate never came first: %v", first)
+	}
+}
+
+// At scale the point of Weighted: requesters in the same state get
+// different top sets. 200 candidates each holding one chunk and one holding
+// ten; the top 50 of two requesters overlap far less than UsefulFirst's
+// would if ties were not shuffled, and the best one is usually in.
+func TestWeightedSpreadsTopSets(t *testing.T) {
+	const n = 64
+	var cands []Candidate
+	for i := range 200 {
+		cands = append(cands, Candidate{PeerID: fmt.Sprint("p", i), Have: bf(n, i%n)})
+	}
+	cands = append(cands, Candidate{PeerID: "ahead", Have: bf(n, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)})
+	top := func(seed uint64) []string {
+		req := Request{Have: bf(n), Rand: rand.New(rand.NewPCG(seed, 9))}
+		return ids(Weighted{}.Rank(req, slices.Clone(cands)))[:50]
+	}
+	a, b := top(1), top(2)
+	common := 0
+	for _, id := range a {
+		if slices.Contains(b, id) {
+			common++
+		}
+	}
+	if common > 30 {
+		t.Errorf("two requesters share %d of their top 50; hand-outs herd", common)
+	}
+	in := 0
+	for seed := range uint64(100) {
+		if slices.Contains(top(seed), "ahead") {
+			in++
+		}
+	}
+	if in < 90 {
+		t.Errorf("the candidate ten times as useful was in the top 50 only %d/100 times", in)
+	}
+}
+
+func TestWeightedDeterministic(t *testing.T) {
+	const n = 8
+	var cands []Candidate
+	for i := range 20 {
+		cands = append(cands, Candidate{PeerID: string(rune('a' + i)), Have: bf(n, i%n, (i+3)%n)})
+	}
+	rank := func(r *rand.Rand) []string {
+		return ids(Weighted{}.Rank(Request{Have: bf(n, 1), Rand: r}, slices.Clone(cands)))
+	}
+	if a, b := rank(rand.New(rand.NewPCG(4, 2))), rank(rand.New(rand.NewPCG(4, 2))); !slices.Equal(a, b) {
+		t.Fatalf("same seed, different orders:\n%v\n%v", a, b)
+	}
+	if a, b := rank(nil), rank(nil); !slices.Equal(a, b) {
+		t.Fatalf("no rand, different orders:\n%v\n%v", a, b)
 	}
 }

@@ -74,7 +74,7 @@ type Config struct {
 	// means 50. Hand-outs never exceed wire.MaxHandout.
 	DefaultWant int `yaml:"default_want"`
 	// Policy names the hand-out policy (PolicyByName); "" means
-	// "useful-first".
+	// DefaultPolicy ("weighted").
 	Policy string `yaml:"policy"`
 }
 
@@ -100,7 +100,7 @@ func (c Config) applyDefaults() Config {
 		c.SweepInterval = c.PeerTTL
 	}
 	if c.Policy == "" {
-		c.Policy = PolicyUsefulFirst
+		c.Policy = DefaultPolicy
 	}
 	c.DefaultWant = min(c.DefaultWant, wire.MaxHandout)
 	return c
