@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -85,7 +86,7 @@ func newSimCmd(*globalFlags) *cobra.Command {
 	f.Float64Var(&cfg.Churn, "churn", 0.2, "churn: share of peers that leave (half mid-download, half once complete)")
 	f.Float64Var(&arrivalS, "arrival", 0, "churn: seconds over which peers arrive; 0 means the fluid bound")
 	f.IntVar(&cfg.EdgeMaxUploads, "edge-max-uploads", 64, "chunk uploads the edge serves at once, refusing more with 503 (the real edge's --max-chunk-uploads default); 0 means unlimited")
-	f.IntVar(&cfg.SwarmCap, "swarm-cap", 0, "peers the tracker records per object (swarm max_peers_per_object); 0 means its default 5000, -1 no bound")
+	f.IntVar(&cfg.SwarmCap, "swarm-cap", 0, "peers the tracker records per object (swarm max_peers_per_object); 0 means its default ("+strconv.Itoa(swarm.DefaultMaxPeersPerObject)+"), -1 no bound")
 	f.StringVar(&handout, "handout", swarm.DefaultPolicy, "the tracker's hand-out policy: weighted, useful-first or random")
 	f.IntVar(&cfg.HandoutSample, "handout-sample", 100, "candidates the tracker ranks per hand-out when the swarm is larger than one: the previous hand-out plus members at random; -1 ranks every member (exact, slow), ≤ 50 gives unranked random hand-outs")
 	f.IntVar(&cfg.Agent.FetchTimeoutMs, "fetch-timeout-ms", 0, "the agents' request timeout floor (peer fetch_timeout_ms); 0 means the agent's default (3000)")

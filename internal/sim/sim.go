@@ -76,7 +76,7 @@ type Config struct {
 	Handout swarm.HandoutPolicy
 	// SwarmCap bounds the peers the tracker records per object, as
 	// swarm.Config.MaxPeersPerObject (later announcers get hand-outs but
-	// are never handed out); 0 means the tracker's default (5000),
+	// are never handed out); 0 means the tracker's default (swarm.DefaultMaxPeersPerObject),
 	// negative means no bound.
 	SwarmCap int
 	// HandoutSample is how many candidates the simulated tracker ranks
@@ -138,7 +138,7 @@ func (c Config) withDefaults() Config {
 		c.Handout = swarm.Weighted{}
 	}
 	if c.SwarmCap == 0 {
-		c.SwarmCap = 5000
+		c.SwarmCap = swarm.DefaultMaxPeersPerObject
 	}
 	if c.HandoutSample == 0 {
 		c.HandoutSample = 100

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -43,16 +44,28 @@ const (
 	MaxNameLen = 128
 )
 
+// Defaults of Config fields that other packages (the simulator) mirror.
+const (
+	DefaultMaxPeersPerObject = 100000
+	DefaultHandoutSample     = 1000
+)
+
 // Config tunes a Tracker. The zero value is usable.
 type Config struct {
 	// MaxPeers bounds registered peers; 0 means 100000.
 	MaxPeers int `yaml:"max_peers"`
 	// MaxObjects bounds objects with a live swarm; 0 means 10000.
 	MaxObjects int `yaml:"max_objects"`
-	// MaxPeersPerObject bounds one object's swarm; 0 means 5000. Announces
-	// of new members past it are not recorded (the peer still gets a
-	// hand-out).
+	// MaxPeersPerObject bounds one object's swarm; 0 means 100000 (a
+	// member costs about one bitfield, at most 256 bytes, plus ~200 bytes
+	// of bookkeeping). Announces of new members past it are not recorded
+	// (the peer still gets a hand-out).
 	MaxPeersPerObject int `yaml:"max_peers_per_object"`
+	// HandoutSample bounds the candidates ranked per hand-out; 0 means
+	// 1000. A swarm with more members holding chunks is sampled uniformly
+	// at random, so a hand-out costs O(HandoutSample) however large the
+	// swarm grows, and requesters see different parts of it.
+	HandoutSample int `yaml:"handout_sample"`
 	// MaxObjectsPerPeer bounds the swarms one peer is a member of; 0 means
 	// 1000.
 	MaxObjectsPerPeer int `yaml:"max_objects_per_peer"`
@@ -86,7 +99,8 @@ func (c Config) applyDefaults() Config {
 	}
 	def(&c.MaxPeers, 100000)
 	def(&c.MaxObjects, 10000)
-	def(&c.MaxPeersPerObject, 5000)
+	def(&c.MaxPeersPerObject, DefaultMaxPeersPerObject)
+	def(&c.HandoutSample, DefaultHandoutSample)
 	def(&c.MaxObjectsPerPeer, 1000)
 	def(&c.BanThreshold, 2)
 	def(&c.DefaultWant, 50)
@@ -107,7 +121,7 @@ func (c Config) applyDefaults() Config {
 }
 
 func (c Config) validate() error {
-	if c.MaxPeers < 0 || c.MaxObjects < 0 || c.MaxPeersPerObject < 0 || c.MaxObjectsPerPeer < 0 ||
+	if c.MaxPeers < 0 || c.MaxObjects < 0 || c.MaxPeersPerObject < 0 || c.MaxObjectsPerPeer < 0 || c.HandoutSample < 0 ||
 		c.BanThreshold < 0 || c.DefaultWant < 0 || c.PeerTTL < 0 || c.RegistrationTTL < 0 {
 		return fmt.Errorf("swarm config: negative limit in %+v", c)
 	}
@@ -179,11 +193,38 @@ type peer struct {
 type object struct {
 	numChunks int
 	members   map[string]*member // by peer id
+	// holders are the ids of the members that hold at least one chunk and
+	// are reachable (the only ones ever handed out), in no order; hand-outs
+	// sample it by index.
+	holders []string
 }
 
 type member struct {
 	have     core.Bitfield // replaced on announce, never mutated
 	lastSeen time.Time
+	pos      int // index in object.holders, -1 if not there
+}
+
+// setHave records m's new bitfield and keeps o.holders in step.
+func (o *object) setHave(id string, m *member, have core.Bitfield, reachable bool) {
+	m.have = have
+	switch hold := reachable && have.Count() > 0; {
+	case hold && m.pos < 0:
+		m.pos = len(o.holders)
+		o.holders = append(o.holders, id)
+	case !hold && m.pos >= 0:
+		o.dropHolder(m)
+	}
+}
+
+// dropHolder removes m from o.holders (swap with the last).
+func (o *object) dropHolder(m *member) {
+	last := len(o.holders) - 1
+	moved := o.holders[last]
+	o.holders[m.pos] = moved
+	o.members[moved].pos = m.pos
+	o.holders = o.holders[:last]
+	m.pos = -1
 }
 
 // New returns a Tracker and starts its sweep goroutine (see
@@ -352,7 +393,8 @@ func (t *Tracker) Announce(peerID string, root core.Hash, numChunks int, have co
 	p.lastSeen = now
 	if ok {
 		if m, isMember := o.members[peerID]; isMember {
-			m.have, m.lastSeen = have, now
+			o.setHave(peerID, m, have, p.addr != "")
+			m.lastSeen = now
 			return nil
 		}
 	}
@@ -380,7 +422,9 @@ func (t *Tracker) Announce(peerID string, root core.Hash, numChunks int, have co
 			return nil
 		}
 	}
-	o.members[peerID] = &member{have: have, lastSeen: now}
+	m := &member{lastSeen: now, pos: -1}
+	o.members[peerID] = m
+	o.setHave(peerID, m, have, p.addr != "")
 	if p.objects == nil {
 		p.objects = make(map[core.Hash]struct{})
 	}
@@ -417,15 +461,17 @@ func (t *Tracker) Handout(root core.Hash, peerID string, want int) []Candidate {
 	if m, ok := o.members[peerID]; ok {
 		req.Have = m.have
 	}
-	cands := make([]Candidate, 0, min(len(o.members), 4*wire.MaxHandout))
+	sample := t.sampleLocked(o)
+	cands := make([]Candidate, 0, len(sample))
 	var expired []string
-	for id, m := range o.members {
+	for _, id := range sample {
+		m := o.members[id]
 		if now.Sub(m.lastSeen) > t.cfg.PeerTTL {
 			expired = append(expired, id)
 			continue
 		}
 		p := t.peers[id]
-		if id == peerID || p == nil || p.banned || p.addr == "" || m.have.Count() == 0 {
+		if id == peerID || p == nil || p.banned {
 			continue
 		}
 		cands = append(cands, Candidate{
@@ -446,6 +492,26 @@ func (t *Tracker) Handout(root core.Hash, peerID string, want int) []Candidate {
 		cands = cands[:want]
 	}
 	return cands
+}
+
+// sampleLocked returns the holders of o a hand-out ranks: all of them, or
+// HandoutSample drawn uniformly without replacement (Floyd's algorithm).
+func (t *Tracker) sampleLocked(o *object) []string {
+	n, k := len(o.holders), t.cfg.HandoutSample
+	if n <= k {
+		return slices.Clone(o.holders)
+	}
+	picked := make(map[int]struct{}, k)
+	out := make([]string, 0, k)
+	for j := n - k; j < n; j++ {
+		i := t.rng.IntN(j + 1)
+		if _, dup := picked[i]; dup {
+			i = j
+		}
+		picked[i] = struct{}{}
+		out = append(out, o.holders[i])
+	}
+	return out
 }
 
 // Report records that reporter received a chunk of root (index) from
@@ -569,6 +635,9 @@ func (t *Tracker) expireObjectLocked(root core.Hash, o *object, now time.Time) {
 
 func (t *Tracker) removeMemberLocked(peerID string, root core.Hash) {
 	if o, ok := t.objects[root]; ok {
+		if m, ok := o.members[peerID]; ok && m.pos >= 0 {
+			o.dropHolder(m)
+		}
 		delete(o.members, peerID)
 		if len(o.members) == 0 {
 			delete(t.objects, root)

@@ -333,3 +333,95 @@ func TestConfigValidation(t *testing.T) {
 		t.Error("unknown policy accepted")
 	}
 }
+
+// A swarm larger than HandoutSample is sampled: every hand-out ranks at
+// most HandoutSample candidates, and over many hand-outs every holder is
+// handed out (the sample is uniform, not the first members found).
+func TestHandoutSamplesLargeSwarm(t *testing.T) {
+	const n, sample, want = 300, 40, 10
+	tr, _ := newTracker(t, Config{HandoutSample: sample})
+	ids := register(t, tr, n)
+	for i, id := range ids {
+		have := bf(8, i%8)
+		if i == 0 {
+			have = bf(8) // the requester: every holder is as useful to it
+		}
+		if err := tr.Announce(id, root, 8, have); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]int{}
+	for range 400 {
+		got := tr.Handout(root, ids[0], want)
+		if len(got) != want {
+			t.Fatalf("hand-out of %d, want %d", len(got), want)
+		}
+		for _, c := range got {
+			if c.PeerID == ids[0] {
+				t.Fatal("requester handed itself")
+			}
+			seen[c.PeerID]++
+		}
+	}
+	if len(seen) < n-1-10 {
+		t.Errorf("only %d of %d holders were ever handed out; the sample is not uniform", len(seen), n-1)
+	}
+}
+
+// The holders index follows announces, leaves, expiry and bans: only
+// reachable members holding a chunk are ever candidates.
+func TestHandoutHoldersIndex(t *testing.T) {
+	tr, clk := newTracker(t, Config{HandoutSample: 3})
+	ids := register(t, tr, 6)
+	leech, _, err := tr.Register("", "leech", 0) // no address: never handed out
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range append(slices.Clone(ids), leech) {
+		if err := tr.Announce(id, root, 8, bf(8, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// ids[1] announces an empty bitfield (it dropped its chunks), ids[2]
+	// leaves, ids[3] goes silent and expires.
+	if err := tr.Announce(ids[1], root, 8, bf(8)); err != nil {
+		t.Fatal(err)
+	}
+	tr.Leave(ids[2], root)
+	clk.Advance(6 * time.Second)
+	for _, id := range []string{ids[0], ids[4], ids[5], ids[1]} {
+		if err := tr.Announce(id, root, 8, tr.haveOf(t, id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(6 * time.Second)
+	tr.Sweep()
+	want := []string{ids[4], ids[5]}
+	slices.Sort(want)
+	for range 50 {
+		var got []string
+		for _, c := range tr.Handout(root, ids[0], 10) {
+			got = append(got, c.PeerID)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("hand-out %v, want %v", got, want)
+		}
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	o := tr.objects[root]
+	for i, id := range o.holders {
+		if m := o.members[id]; m == nil || m.pos != i {
+			t.Fatalf("holders[%d] = %s: member %+v out of step", i, id, m)
+		}
+	}
+}
+
+// haveOf is a test helper: the bitfield id last announced for root.
+func (tr *Tracker) haveOf(t *testing.T, id string) core.Bitfield {
+	t.Helper()
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.objects[root].members[id].have
+}
