@@ -212,3 +212,86 @@ func TestBadManifest(t *testing.T) {
 		t.Fatal("accepted a relative object path")
 	}
 }
+
+// TestSlowVersusStalledSources: a source whose bytes arrive slowly but
+// steadily (its uplink shared by many requesters) is not timed out even
+// when a chunk takes several request timeouts; one that stops sending
+// mid-chunk, or trickles a byte now and then to hold the chunk, is.
+func TestSlowVersusStalledSources(t *testing.T) {
+	t.Cleanup(func() { checkNoLeaks(t) })
+	const timeoutMs = 300
+	cases := []struct {
+		name        string
+		misbehave   func(w http.ResponseWriter, chunk []byte)
+		wantTimeout bool
+	}{
+		{"slow", func(w http.ResponseWriter, c []byte) {
+			// 8 pieces 120 ms apart: ~1 s a chunk, > 3 timeouts, but never
+			// a gap of a whole timeout.
+			w.Header().Set("Content-Length", strconv.Itoa(len(c)))
+			for k := range 8 {
+				w.Write(c[k*len(c)/8 : (k+1)*len(c)/8])
+				w.(http.Flusher).Flush()
+				time.Sleep(120 * time.Millisecond)
+			}
+		}, false},
+		{"stalled", func(w http.ResponseWriter, c []byte) {
+			w.Header().Set("Content-Length", strconv.Itoa(len(c)))
+			w.Write(c[:len(c)/2])
+			w.(http.Flusher).Flush()
+			time.Sleep(1500 * time.Millisecond) // the client gives up long before
+		}, true},
+		{"trickle", func(w http.ResponseWriter, c []byte) {
+			// One byte every 100 ms: progress, but the chunk would take
+			// hours; the StallFactor cap ends it.
+			w.Header().Set("Content-Length", strconv.Itoa(len(c)))
+			for k := 0; k < 40; k++ {
+				if _, err := w.Write(c[k : k+1]); err != nil {
+					return
+				}
+				w.(http.Flusher).Flush()
+				time.Sleep(100 * time.Millisecond)
+			}
+		}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newFakeEdge(t, 2e6) // slow edge: the peer's chunks matter
+			o := e.addObject("/v.bin", testData(512<<10, 11), 64<<10)
+			fp := newFakePeer(t, o, tc.misbehave)
+			e.mu.Lock()
+			e.extra = []wire.PeerInfo{fp.info("other", o.m.NumChunks())}
+			e.mu.Unlock()
+			sp := newSwarmPeer(t, e, peerOpts{name: "me", seed: 5, cfg: func(c *Config) { c.FetchTimeoutMs = timeoutMs }})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			d, err := sp.a.Download(ctx, "/v.bin")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Wait(ctx); err != nil {
+				t.Fatalf("download: %v", err)
+			}
+			got, err := io.ReadAll(d.NewReader(ctx))
+			if err != nil || !bytes.Equal(got, o.data) {
+				t.Fatalf("object bytes differ (err %v)", err)
+			}
+			st := d.Stats()
+			if fp.hits.Load() == 0 {
+				t.Fatal("the other peer was never asked")
+			}
+			if tc.wantTimeout {
+				if st.Timeouts == 0 {
+					t.Fatalf("a %s source was never timed out: %+v", tc.name, st)
+				}
+				return
+			}
+			if st.Timeouts != 0 {
+				t.Fatalf("a slow but steady source was timed out %d times: %+v", st.Timeouts, st)
+			}
+			if st.UsefulBytes[KindPeer] == 0 {
+				t.Fatalf("nothing kept from the slow peer: %+v", st.UsefulBytes)
+			}
+		})
+	}
+}

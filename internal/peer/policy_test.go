@@ -3,6 +3,7 @@ package peer
 import (
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 func TestPolicies(t *testing.T) {
@@ -106,5 +107,25 @@ func TestBitset(t *testing.T) {
 	a.clear(63)
 	if a.has(63) || !a.has(64) || a.has(-1) || a.has(500) {
 		t.Fatal("has/clear")
+	}
+}
+
+func TestFlightDeadline(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	const to = time.Second
+	cases := []struct {
+		name     string
+		lastByte time.Time
+		want     time.Time
+	}{
+		{"no bytes yet", time.Time{}, t0.Add(to)},
+		{"progress moves it on", t0.Add(1500 * time.Millisecond), t0.Add(2500 * time.Millisecond)},
+		{"capped at StallFactor timeouts", t0.Add(10 * time.Second), t0.Add(StallFactor * to)},
+		{"a byte before the start counts as none", t0.Add(-time.Second), t0.Add(to)},
+	}
+	for _, tc := range cases {
+		if got := FlightDeadline(t0, tc.lastByte, to); !got.Equal(tc.want) {
+			t.Errorf("%s: deadline %v after start, want %v", tc.name, got.Sub(t0), tc.want.Sub(t0))
+		}
 	}
 }

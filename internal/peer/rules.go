@@ -53,6 +53,28 @@ func RequestTimeout(cfg Config, chunkSize int, kind SourceKind, rate float64, in
 	return min(max(floor, 4*expected), 2*time.Minute)
 }
 
+// StallFactor caps a request that keeps making progress: at most this many
+// RequestTimeouts after its start, however steadily bytes trickle in.
+const StallFactor = 4
+
+// FlightDeadline is when a request started at start with timeout t
+// (RequestTimeout at launch) is given up, if lastByte is when bytes of it
+// last arrived (zero: none yet): t after the start or the latest progress,
+// whichever is later, but never later than StallFactor × t after the start.
+// A transfer that is slow because the source's uplink is shared by many
+// requesters is not a failure (cancelling it wastes what already arrived);
+// a source that stops sending, or trickles bytes to hold a chunk, is.
+func FlightDeadline(start, lastByte time.Time, t time.Duration) time.Time {
+	d := start.Add(t)
+	if lastByte.After(start) {
+		d = lastByte.Add(t)
+	}
+	if hard := start.Add(StallFactor * t); d.After(hard) {
+		d = hard
+	}
+	return d
+}
+
 // MaxFlights is how many requests one download keeps in flight at most.
 func MaxFlights(cfg Config, chunkSize int) int {
 	return int(min(int64(cfg.MaxInFlight), max(2, cfg.MaxInFlightBytes/int64(chunkSize))))

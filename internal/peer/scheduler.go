@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgeswarm/edgeswarm/internal/core"
@@ -86,7 +87,10 @@ type flight struct {
 	chunk    int
 	src      *srcState
 	start    time.Time
-	deadline time.Time
+	timeout  time.Duration // RequestTimeout at launch
+	deadline time.Time     // FlightDeadline, moved on as bytes arrive
+	got      atomic.Int64  // bytes received so far, stored by the fetch goroutine
+	seen     int64         // got as the loop last saw it
 	cancel   context.CancelFunc
 	live     bool   // counted in flights; false once finished or canceled
 	why      string // why the loop canceled it: "timeout", "loser", "ban", "end"
@@ -310,7 +314,8 @@ func (l *loop) computeUrgent() {
 
 func (l *loop) launch(s *srcState, i int, now time.Time) {
 	ctx, cancel := context.WithCancel(l.d.ctx)
-	f := &flight{chunk: i, src: s, start: now, deadline: now.Add(l.timeout(s)), cancel: cancel, live: true}
+	t := l.timeout(s)
+	f := &flight{chunk: i, src: s, start: now, timeout: t, deadline: FlightDeadline(now, time.Time{}, t), cancel: cancel, live: true}
 	l.flights[i] = append(l.flights[i], f)
 	if l.pending.has(i) {
 		l.pending.clear(i)
@@ -332,7 +337,7 @@ func (l *loop) fetch(ctx context.Context, f *flight, src Source) {
 	bp := l.d.getBuf()
 	defer l.d.putBuf(bp)
 	r := result{f: f}
-	data, err := src.Fetch(ctx, l.m.Root, i, size, *bp)
+	data, err := src.Fetch(ctx, l.m.Root, i, size, *bp, &f.got)
 	switch {
 	case err == nil:
 		r.n = len(data)
@@ -604,10 +609,14 @@ func (l *loop) onHandout(h handout) {
 func (l *loop) onTick(now time.Time) {
 	for _, fl := range l.flights {
 		for _, f := range slices.Clone(fl) {
+			if g := f.got.Load(); g != f.seen {
+				f.seen = g
+				f.deadline = FlightDeadline(f.start, now, f.timeout)
+			}
 			if now.After(f.deadline) {
 				l.cancelFlight(f, "timeout")
 				l.st.Timeouts++
-				l.sourceFailed(f.src, now, fmt.Errorf("chunk %d from %s: no answer in %v", f.chunk, f.src.src.ID(), f.deadline.Sub(f.start).Round(time.Millisecond)))
+				l.sourceFailed(f.src, now, fmt.Errorf("chunk %d from %s: %d of %d bytes in %v, none in the last %v", f.chunk, f.src.src.ID(), f.seen, l.m.ChunkLen(f.chunk), now.Sub(f.start).Round(time.Millisecond), f.timeout))
 				l.requeue(f.chunk)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/edgeswarm/edgeswarm/internal/core"
 	"github.com/edgeswarm/edgeswarm/internal/wire"
@@ -28,8 +29,10 @@ type Source interface {
 	// Fetch returns chunk index of the object root, exactly size bytes,
 	// read into buf (grown if needed). It does not verify the hash. It
 	// returns wire.ErrChunkNotFound when the source lacks the chunk and an
-	// error wrapping ErrSourceBusy when the source refuses for load.
-	Fetch(ctx context.Context, root core.Hash, index, size int, buf []byte) ([]byte, error)
+	// error wrapping ErrSourceBusy when the source refuses for load. If got
+	// is not nil, Fetch stores in it the bytes received so far as they
+	// arrive (the scheduler tells slow transfers from stalled ones by it).
+	Fetch(ctx context.Context, root core.Hash, index, size int, buf []byte, got *atomic.Int64) ([]byte, error)
 }
 
 // ErrSourceBusy: the source refused the request for load (HTTP 503); ask
@@ -48,8 +51,8 @@ type httpSource struct {
 func (s *httpSource) ID() string       { return s.id }
 func (s *httpSource) Kind() SourceKind { return s.kind }
 
-func (s *httpSource) Fetch(ctx context.Context, root core.Hash, index, size int, buf []byte) ([]byte, error) {
-	data, err := wire.FetchChunk(ctx, s.hc, s.base, root, index, size, s.self(), buf)
+func (s *httpSource) Fetch(ctx context.Context, root core.Hash, index, size int, buf []byte, got *atomic.Int64) ([]byte, error) {
+	data, err := wire.FetchChunkProgress(ctx, s.hc, s.base, root, index, size, s.self(), buf, got)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", s.kind, s.id, err)
 	}

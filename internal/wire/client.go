@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 
 	"github.com/edgeswarm/edgeswarm/internal/core"
 )
@@ -73,6 +74,13 @@ func statusError(op string, resp *http.Response) *StatusError {
 // other length before buffering more than size bytes, so memory per request
 // is bounded by the chunk size. It does not verify the hash.
 func FetchChunk(ctx context.Context, hc *http.Client, base string, root core.Hash, index, size int, peerID string, buf []byte) ([]byte, error) {
+	return FetchChunkProgress(ctx, hc, base, root, index, size, peerID, buf, nil)
+}
+
+// FetchChunkProgress is FetchChunk that also stores in got (if not nil)
+// how many bytes of the chunk have arrived so far, as they arrive, so a
+// caller can tell a slow transfer from a stalled one.
+func FetchChunkProgress(ctx context.Context, hc *http.Client, base string, root core.Hash, index, size int, peerID string, buf []byte, got *atomic.Int64) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+ChunkPath(root, index), nil)
 	if err != nil {
 		return nil, err
@@ -97,7 +105,15 @@ func FetchChunk(ctx context.Context, hc *http.Client, base string, root core.Has
 		buf = make([]byte, size, size+1)
 	}
 	buf = buf[:size]
-	n, err := io.ReadFull(resp.Body, buf)
+	n, err := 0, error(nil)
+	for n < size && err == nil {
+		var k int
+		k, err = resp.Body.Read(buf[n:])
+		n += k
+		if got != nil && k > 0 {
+			got.Store(int64(n))
+		}
+	}
 	if n < size {
 		if err == nil || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 			err = ErrChunkShort
