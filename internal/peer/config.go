@@ -57,8 +57,10 @@ type Config struct {
 	MaxInFlight      int   `yaml:"max_in_flight"`
 	MaxInFlightBytes int64 `yaml:"max_in_flight_bytes"`
 	// FetchTimeoutMs is the floor of the per-request timeout (the timeout
-	// grows with a source's queue and shrinks with its measured rate). It is
-	// also how soon a silent peer's chunks go back to the edge. 0 means 3000.
+	// grows with a source's queue and shrinks with its measured rate). A
+	// request is given up when no byte of it has arrived for that long (at
+	// most StallFactor timeouts after it started), so it is also how soon a
+	// silent peer's chunks go back to the edge. 0 means 3000.
 	FetchTimeoutMs int `yaml:"fetch_timeout_ms"`
 	// ReaderWindow is how many chunks ahead of an active reader's position
 	// are fetched first. 0 means 16.
