@@ -129,7 +129,7 @@ class Rpc:
         self.url = "http://%s:%d/transmission/rpc" % (host, port)
         self.sid = ""
 
-    def call(self, method, args=None, timeout=2.0):
+    def call(self, method, args=None, timeout=10.0):
         body = json.dumps({"method": method, "arguments": args or {}}).encode()
         for _ in range(3):
             req = urllib.request.Request(self.url, data=body, method="POST",
@@ -306,6 +306,7 @@ def main():
             log("--start-at is %.3f s in the past: started at once" % (time.time() - a.start_at))
 
         # 3. main loop: poll until complete, then keep seeding until a signal
+        slow_polls = 0
         while stop["sig"] is None:
             now = time.time()
             if now >= deadline:
@@ -314,7 +315,18 @@ def main():
                 break
             if daemon.poll() is not None:
                 raise RuntimeError("transmission-daemon exited with %s" % daemon.returncode)
-            st = get()
+            try:
+                st = get()
+                slow_polls = 0
+            except OSError as e:  # URLError and socket timeouts: the daemon is busy
+                # On a CPU-bound machine the daemon's single thread answers RPC
+                # late; that is not the torrent failing. Give up only if it
+                # stays unreachable for a minute.
+                slow_polls += 1
+                if slow_polls * 10 > 60:
+                    raise RuntimeError("rpc unreachable for 60 s: %s" % e)
+                log("rpc poll failed (%s); retrying" % e)
+                continue
             peers_max = max(peers_max, st["peersConnected"])
             if st["error"] and st["error"] != 2:  # 2 = tracker error: transient, keep going
                 raise RuntimeError("torrent error %d: %s" % (st["error"], st["errorString"]))
