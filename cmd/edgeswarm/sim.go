@@ -67,6 +67,11 @@ func newSimCmd(*globalFlags) *cobra.Command {
 				return json.NewEncoder(os.Stdout).Encode(res)
 			}
 			printSimSummary(res)
+			if res.ChunkSize > res.EdgeChunkSize && cfg.ChunkSize == 0 {
+				fmt.Printf("\nchunks coarsened from the edge's %s to keep peers × chunks within --chunk-budget (--chunk-size overrides);\n"+
+					"the agents' request and stall timeouts scaled with them (%.0fs, %.0fs); see docs/SIM.md\n",
+					units.Bytes(int64(res.EdgeChunkSize)), float64(res.FetchTimeoutMs)/1000, float64(res.StallTimeoutMs)/1000)
+			}
 			if res.Completed == 0 {
 				fmt.Println("\nno peer completed: ratio_to_bound and offload are reported as 0")
 			}
@@ -81,23 +86,29 @@ func newSimCmd(*globalFlags) *cobra.Command {
 	f.StringVar(&cf.peerUp, "peer-up", "20", "peer upload rate, Mbit/s")
 	f.StringVar(&cf.peerDown, "peer-down", "100", "peer download rate, Mbit/s")
 	f.Float64Var(&rttMs, "rtt", 20, "round-trip time between any two nodes, ms")
-	f.StringVar(&cf.chunk, "chunk-size", "0", "chunk size, a power of two such as 128KiB; 0 picks the edge's choice")
+	f.StringVar(&cf.chunk, "chunk-size", "0", "chunk size, a power of two such as 128KiB; 0 picks the edge's choice, doubled while peers × chunks exceeds --chunk-budget")
+	f.Int64Var(&cfg.ChunkBudget, "chunk-budget", 0, "with --chunk-size 0, the bound on peers × chunks past which chunks are made coarser (and the agents' request and stall timeouts scaled with them, unless set); 0 means "+strconv.Itoa(sim.ChunkBudget)+", -1 never coarsen")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of every random choice")
 	f.Float64Var(&cfg.Churn, "churn", 0.2, "churn: share of peers that leave (half mid-download, half once complete)")
 	f.Float64Var(&arrivalS, "arrival", 0, "churn: seconds over which peers arrive; 0 means the fluid bound")
 	f.IntVar(&cfg.EdgeMaxUploads, "edge-max-uploads", 64, "chunk uploads the edge serves at once, refusing more with 503 (the real edge's --max-chunk-uploads default); 0 means unlimited")
 	f.IntVar(&cfg.SwarmCap, "swarm-cap", 0, "peers the tracker records per object (swarm max_peers_per_object); 0 means its default ("+strconv.Itoa(swarm.DefaultMaxPeersPerObject)+"), -1 no bound")
 	f.StringVar(&handout, "handout", swarm.DefaultPolicy, "the tracker's hand-out policy: weighted, useful-first or random")
-	f.IntVar(&cfg.HandoutSample, "handout-sample", 100, "candidates the tracker ranks per hand-out when the swarm is larger than one: the previous hand-out plus members at random; -1 ranks every member (exact, slow), ≤ 50 gives unranked random hand-outs")
+	f.IntVar(&cfg.HandoutSample, "handout-sample", 0, "members the tracker draws at random and ranks per hand-out (swarm handout_sample); 0 means its default ("+strconv.Itoa(swarm.DefaultHandoutSample)+"), -1 every member")
+	f.IntVar(&cfg.Agent.MaxUploads, "max-uploads", 0, "chunk uploads a peer serves at once (peer max_uploads); 0 means the agent's default (16)")
 	f.IntVar(&cfg.Agent.FetchTimeoutMs, "fetch-timeout-ms", 0, "the agents' request timeout floor (peer fetch_timeout_ms); 0 means the agent's default (3000)")
-	f.IntVar(&cfg.RerankEvery, "rerank-every", 0, "rank a requester's hand-out every this many announces, repeating it in between; 0 means every announce unless the run would rank more than 500k hand-outs")
+	f.IntVar(&cfg.RerankEvery, "rerank-every", 0, "rank a requester's hand-out every this many announces, repeating it (with fresh bitfields) in between; 0 means every announce unless the run would rank more than "+strconv.Itoa(sim.RankBudget/1_000_000)+"M candidates in all")
 	f.BoolVar(&asJSON, "json", false, "print exactly one JSON object with the results")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	return cmd
 }
 
 func printSimSummary(r sim.Result) {
-	fmt.Printf(`edgeswarm sim (%s): %d peers, %s file in %s chunks, seed %d
+	chunks := units.Bytes(int64(r.ChunkSize)) + " chunks"
+	if r.ChunkSize != r.EdgeChunkSize && r.EdgeChunkSize > 0 {
+		chunks += fmt.Sprintf(" (the edge picks %s; request timeout floor %.1fs)", units.Bytes(int64(r.EdgeChunkSize)), float64(r.FetchTimeoutMs)/1000)
+	}
+	fmt.Printf(`edgeswarm sim (%s): %d peers, %s file in %s, seed %d
 links: edge up %.0f Mbit/s, peer up %.0f / down %.0f Mbit/s, rtt %.0f ms
 
 completion   min %.1fs  median %.1fs  max %.1fs   (%d completed, %d failed, %d left, %d unfinished)
@@ -106,7 +117,7 @@ bytes        edge %s, peers %s (cross-ISP %s), duplicates %s
 offload      %.3f  (limit %.3f at T*)
 requests     %d  (timeouts %d, refused busy %d); hand-outs %d (%d ranked)
 run          %d events, %.1fs simulated in %.1fs wall, %.1fs CPU
-`, r.Scenario, r.Peers, units.Bytes(r.FileBytes), units.Bytes(int64(r.ChunkSize)), r.Seed,
+`, r.Scenario, r.Peers, units.Bytes(r.FileBytes), chunks, r.Seed,
 		r.EdgeUpMbit, r.PeerUpMbit, r.PeerDownMbit, r.RTTMs,
 		r.Completion.Min, r.Completion.Median, r.Completion.Max, r.Completed, r.Failed, r.Left, r.Unfinished,
 		r.FluidBound, r.RatioToBound,

@@ -61,7 +61,7 @@ func (RarestFirst) Pick(in PickInput) int {
 	if i := pickUrgent(in); i >= 0 {
 		return i
 	}
-	return pickMin(in, func(c int) int { return int(availOf(in, c)) })
+	return pickRarest(in)
 }
 
 // SuperSeed is the edge's policy: an urgent candidate if any, else a chunk
@@ -75,18 +75,7 @@ func (SuperSeed) Pick(in PickInput) int {
 	if i := pickUrgent(in); i >= 0 {
 		return i
 	}
-	n := len(in.Avail)
-	return pickMin(in, func(c int) int {
-		a := int(availOf(in, c))
-		switch {
-		case a > 0:
-			return 1 + a
-		case in.Stripes > 0 && n > 0 && c*in.Stripes/n == in.Stripe:
-			return 0
-		default:
-			return 1
-		}
-	})
+	return pickSuperSeed(in)
 }
 
 // Sequential picks the lowest candidate: a baseline for comparisons.
@@ -100,13 +89,6 @@ func (Sequential) Pick(in PickInput) int {
 	return in.Candidates[0]
 }
 
-func availOf(in PickInput, c int) int32 {
-	if c < 0 || c >= len(in.Avail) {
-		return 0
-	}
-	return in.Avail[c]
-}
-
 // pickUrgent returns the first urgent chunk that is a candidate, or -1.
 func pickUrgent(in PickInput) int {
 	for _, u := range in.Urgent {
@@ -117,12 +99,51 @@ func pickUrgent(in PickInput) int {
 	return -1
 }
 
-// pickMin returns the candidate of lowest score, uniformly at random among
-// ties (reservoir sampling), or -1 when there is none.
-func pickMin(in PickInput, score func(int) int) int {
+// pickRarest returns the candidate the fewest known peers hold (a
+// candidate outside Avail counts as held by none), uniformly at random
+// among ties by reservoir sampling, or -1 when there is none. It runs for
+// every request, over every candidate, so the score is written out.
+func pickRarest(in PickInput) int {
+	avail := in.Avail
+	best, bestScore, ties := -1, int32(0), 0
+	for _, c := range in.Candidates {
+		var s int32
+		if uint(c) < uint(len(avail)) {
+			s = avail[c]
+		}
+		switch {
+		case best < 0 || s < bestScore:
+			best, bestScore, ties = c, s, 1
+		case s == bestScore:
+			ties++
+			if in.Rand != nil && in.Rand.IntN(ties) == 0 {
+				best = c
+			}
+		}
+	}
+	return best
+}
+
+// pickSuperSeed is pickRarest with SuperSeed's score: 1 + the
+// availability of a chunk some known peer holds, 0 for an unheld chunk in
+// this peer's stripe, 1 for any other unheld chunk.
+func pickSuperSeed(in PickInput) int {
+	avail := in.Avail
+	n := len(avail)
+	striped := in.Stripes > 0 && n > 0
 	best, bestScore, ties := -1, 0, 0
 	for _, c := range in.Candidates {
-		s := score(c)
+		var a int
+		if uint(c) < uint(n) {
+			a = int(avail[c])
+		}
+		s := 1
+		switch {
+		case a > 0:
+			s = 1 + a
+		case striped && c*in.Stripes/n == in.Stripe:
+			s = 0
+		}
 		switch {
 		case best < 0 || s < bestScore:
 			best, bestScore, ties = c, s, 1

@@ -19,6 +19,7 @@ type waiter struct {
 	until float64
 	seq   uint64
 	peer  int32
+	slot  int32  // the src's slot at the requester
 	gen   uint32 // the src's waitGen when it was refused
 }
 
@@ -36,25 +37,25 @@ func (s *Sim) refuse(p *peerState, sr *src) {
 	sr.busyWait = true
 	sr.waitGen = uint32(s.waitSeq)
 	nd := &s.nodes[sr.node]
-	nd.waiters = append(nd.waiters, waiter{until: sr.until, seq: s.waitSeq, peer: p.node, gen: sr.waitGen})
+	nd.waiters = append(nd.waiters, waiter{until: sr.until, seq: s.waitSeq, peer: p.node, slot: sr.slot, gen: sr.waitGen})
 	waitUp(nd.waiters, len(nd.waiters)-1)
 }
 
-// liveWaiter returns q's state for the source at node if it still waits
-// under gen.
-func (s *Sim) liveWaiter(q *peerState, node int32, gen uint32) *src {
+// liveWaiter returns q's state for the source at node (in slot) if it
+// still waits under gen.
+func (s *Sim) liveWaiter(q *peerState, node, slot int32, gen uint32) *src {
 	if q.state != psActive {
 		return nil
 	}
-	var sr *src
-	if node == 0 {
-		sr = &q.edge
-	} else {
-		k, ok := srcIndex(q.sources, node)
-		if !ok {
+	sr := &q.edge
+	if node != 0 {
+		if int(slot) >= len(q.slotIdx) || q.slotIdx[slot] < 0 {
 			return nil
 		}
-		sr = &q.sources[k]
+		sr = &q.sources[q.slotIdx[slot]]
+		if sr.node != node {
+			return nil
+		}
 	}
 	if !sr.busyWait || sr.waitGen != gen {
 		return nil
@@ -81,7 +82,7 @@ func (s *Sim) admit(node int32) {
 	for len(nd.waiters) > 0 && (nd.maxUploads == 0 || nd.uploads < nd.maxUploads) {
 		w := nd.waiters[0]
 		q := &s.peers[w.peer]
-		sr := s.liveWaiter(q, node, w.gen)
+		sr := s.liveWaiter(q, node, w.slot, w.gen)
 		if sr == nil {
 			nd.waiters = waitPop(nd.waiters)
 			continue

@@ -28,7 +28,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/edgeswarm/edgeswarm/internal/core"
 	"github.com/edgeswarm/edgeswarm/internal/peer"
 )
 
@@ -45,6 +44,7 @@ type flight struct {
 	ev        int32 // arrive, then deliver
 	peer, src int32 // requester and sender nodes
 	chunk     int32
+	srcSlot   int32 // the source's slot at the requester (src.slot)
 	state     uint8
 	where     uint8 // inNone, inSender, inReceiver
 	canceled  bool  // the requester gave up on it
@@ -59,30 +59,28 @@ type flight struct {
 	ipos      int32
 }
 
-// snap is a peer's bitfield as announced; immutable, shared by every
-// hand-out that carries it.
-type snap struct {
-	bits  bitset
-	count int
-	bf    core.Bitfield // wire form, made when a policy first needs it
-	bfOK  bool
-}
-
-// src is one source as a download sees it (peer's srcState).
+// src is one source as a download sees it (peer's srcState). A peer's
+// chunks only ever grow, in the order of its log (Sim.logOf), so the
+// bitfield it announced is a prefix of its log: a source holds the first n
+// chunks of its node's log, and a hand-out that brings a larger n adds
+// just the chunks in between.
 type src struct {
-	node      int32 // 0: the edge
-	have      *snap // nil: everything (the edge)
-	haveEpoch uint32
-	emptyOK   bool
-	emptyGrow uint32
-	emptyHave uint32
-	inflight  int32
-	failures  int32
-	waitGen   uint32
-	stale     bool
-	busyWait  bool // refused for load; the sender wakes it
+	node      int32  // 0: the edge
+	n         int32  // it holds the first n chunks of node's log
+	slot      int32  // its bitfield's place in the peer's arena; -1: the edge (everything)
+	key       uint64 // the node's peer ID order
 	rate      float64
 	until     float64
+	haveEpoch uint32
+	emptyGrow uint32
+	emptyHave uint32
+	waitGen   uint32
+	inflight  int32
+	failures  int32
+	slots     int32 // peer.Slots of rate and failures; 0: to compute
+	emptyOK   bool
+	stale     bool
+	busyWait  bool // refused for load; the sender wakes it
 }
 
 // When a peer leaves (churn).
@@ -115,14 +113,19 @@ type peerState struct {
 	nMissing int
 	nPending int
 	grow     uint32
-	flights  []int32 // live requests, oldest first
-	sources  []src   // handed-out peers, by node
+	flights  []int32  // live requests, oldest first
+	sources  []src    // handed-out peers, by node
+	arena    []uint64 // the sources' bitfields, words per source each
+	slotIdx  []int32  // each arena slot's source (index in sources), -1 if free
+	freeSlot []int32  // unused places in arena
 	edge     src
 	avail    []int32
 	stripe   int
 	stripes  int
-	snap     *snap
 	ho       []hoEntry // the hand-out in transit
+	hoPure   bool      // it repeats the previous one
+	pend     []hoEntry // a repeated hand-out arrived, not yet applied
+	pendDue  bool
 
 	wakeEv, annEv, hoEv, leaveEv int32
 
@@ -137,8 +140,12 @@ func (s *Sim) kind(node int32) peer.SourceKind {
 	return peer.KindPeer
 }
 
+// slots is peer.Slots for sr, kept until its rate or failures change.
 func (s *Sim) slots(sr *src) int {
-	return peer.Slots(s.pc, s.cs, s.kind(sr.node), sr.rate, int(sr.failures))
+	if sr.slots == 0 {
+		sr.slots = int32(peer.Slots(s.pc, s.cs, s.kind(sr.node), sr.rate, int(sr.failures)))
+	}
+	return int(sr.slots)
 }
 
 func (s *Sim) chunkLen(i int) float64 {
@@ -184,8 +191,7 @@ func (s *Sim) join(p *peerState) {
 	}
 	p.nMissing, p.nPending = s.nChunks, s.nChunks
 	p.avail = make([]int32, s.nChunks)
-	p.edge = src{node: 0}
-	p.snap = &snap{bits: newBitset(s.nChunks)}
+	p.edge = src{node: 0, slot: -1}
 	s.q.schedule(p.annEv, start)
 	s.q.schedule(p.wakeEv, start)
 	if p.leave == leaveMid {
@@ -204,7 +210,7 @@ func (s *Sim) onWake(p *peerState) {
 		id := p.flights[k]
 		f := &s.fl[id]
 		if s.now > f.deadline+eps {
-			sr := s.findSrc(p, f.src)
+			sr := s.findSrc(p, f)
 			chunk := int(f.chunk)
 			s.cancelFlight(p, id)
 			p.timeouts++
@@ -246,45 +252,101 @@ func (s *Sim) usable(sr *src) bool { return !sr.stale && !sr.busyWait && s.now+e
 // schedule gives every source with spare slots work, peers first (fastest
 // first), then the edge; then endgame duplicates.
 func (s *Sim) schedule(p *peerState) {
-	if p.state != psActive || p.nMissing == 0 {
-		return
+	if p.state != psActive || p.nMissing == 0 || len(p.flights) >= s.maxFlight {
+		return // fill and endgame launch nothing past MaxFlights
 	}
-	order := s.order[:0]
+	s.applyHandout(p)
+	// The real loop sorts the usable sources with spare slots by rate
+	// (then ID) and fills them in that order. Most passes stop after a few
+	// sources (MaxFlights reached), so the order is drawn by selection,
+	// and sorted in full only for endgame.
+	// A source known to hold nothing p still needs to request (fill's
+	// first check) is left out of the selection unless endgame may need
+	// it: fill would return at once.
+	cs, empty := s.schedBuf[:0], s.schedEmpty[:0]
 	for i := range p.sources {
 		sr := &p.sources[i]
-		if s.usable(sr) && int(sr.inflight) < s.slots(sr) {
-			order = append(order, int32(i))
+		if !s.usable(sr) || int(sr.inflight) >= s.slots(sr) {
+			continue
+		}
+		e := schedEntry{sr.rate, s.keys[sr.node], int32(i)}
+		if p.nPending > 0 && sr.emptyOK && sr.emptyGrow == p.grow && sr.emptyHave == sr.haveEpoch {
+			empty = append(empty, e)
+		} else {
+			cs = append(cs, e)
 		}
 	}
-	if len(order) > 1 {
-		slices.SortFunc(order, func(a, b int32) int {
-			sa, sb := &p.sources[a], &p.sources[b]
-			switch {
-			case sa.rate > sb.rate:
-				return -1
-			case sa.rate < sb.rate:
-				return 1
-			case s.peers[sa.node].key < s.peers[sb.node].key:
-				return -1
-			case s.peers[sa.node].key > s.peers[sb.node].key:
-				return 1
+	s.schedEmpty = empty
+	edge := s.usable(&p.edge) && int(p.edge.inflight) < s.slots(&p.edge)
+	done := 0
+	for ; done < len(cs) && p.nPending > 0; done++ {
+		if len(p.flights) >= s.maxFlight {
+			s.schedBuf = cs
+			return
+		}
+		b := done
+		for k := done + 1; k < len(cs); k++ {
+			if cs[k].before(cs[b]) {
+				b = k
 			}
-			return 0
-		})
+		}
+		cs[done], cs[b] = cs[b], cs[done]
+		s.fill(p, &p.sources[cs[done].i])
+		if p.state != psActive {
+			s.schedBuf = cs
+			return
+		}
 	}
-	if s.usable(&p.edge) && int(p.edge.inflight) < s.slots(&p.edge) {
-		order = append(order, -1)
-	}
-	s.order = order
-	for _, i := range order {
-		s.fill(p, p.srcAt(i))
+	s.schedBuf = cs
+	if edge {
+		s.fill(p, &p.edge)
 		if p.state != psActive {
 			return
 		}
 	}
 	if p.nPending == 0 {
+		// Endgame gives every usable source with spare slots work, in
+		// the loop's order: the empty ones too.
+		cs = append(cs, empty...)
+		s.schedBuf = cs
+		slices.SortFunc(cs, func(a, b schedEntry) int {
+			if a.before(b) {
+				return -1
+			}
+			return 1
+		})
+		order := s.order[:0]
+		for _, e := range cs {
+			order = append(order, e.i)
+		}
+		if edge {
+			order = append(order, -1)
+		}
+		s.order = order
 		s.endgame(p, order)
 	}
+}
+
+// schedEntry is a source in the order the loop gives sources work.
+type schedEntry struct {
+	rate float64
+	key  uint64
+	i    int32
+}
+
+// before: faster first, then by peer ID.
+func (a schedEntry) before(b schedEntry) bool {
+	return a.rate > b.rate || (a.rate == b.rate && a.key < b.key)
+}
+
+// have is the bitfield of sr (nil for the edge: everything). It is valid
+// until p's next hand-out.
+func (p *peerState) have(sr *src) bitset {
+	if sr.slot < 0 {
+		return nil
+	}
+	w := len(p.held)
+	return bitset(p.arena[int(sr.slot)*w : int(sr.slot+1)*w])
 }
 
 func (p *peerState) srcAt(i int32) *src {
@@ -297,15 +359,13 @@ func (p *peerState) srcAt(i int32) *src {
 // fill launches requests on sr while it has spare slots and the policy
 // finds a chunk for it.
 func (s *Sim) fill(p *peerState, sr *src) {
+	s.applyHandout(p)
 	slots := s.slots(sr)
 	for int(sr.inflight) < slots && len(p.flights) < s.maxFlight && p.nPending > 0 {
 		if sr.emptyOK && sr.emptyGrow == p.grow && sr.emptyHave == sr.haveEpoch {
 			return
 		}
-		var have bitset
-		if sr.have != nil {
-			have = sr.have.bits
-		}
+		have := p.have(sr)
 		if !p.pending.intersects(have) {
 			sr.emptyOK, sr.emptyGrow, sr.emptyHave = true, p.grow, sr.haveEpoch
 			return
@@ -341,24 +401,42 @@ type egEntry struct {
 // slots get duplicates of the chunks with the fewest copies, oldest first,
 // never two requests for one chunk to one source.
 func (s *Sim) endgame(p *peerState, order []int32) {
+	s.applyHandout(p)
+	if s.egMark == nil {
+		s.egMark = make([]uint32, s.nChunks)
+		s.egAt = make([]int32, s.nChunks)
+	}
 	es := s.entries[:0]
+	stamp := s.egNext()
 	for _, id := range p.flights { // oldest first
 		f := &s.fl[id]
-		k := slices.IndexFunc(es, func(e egEntry) bool { return e.chunk == f.chunk })
-		if k < 0 {
+		k := s.egAt[f.chunk]
+		if s.egMark[f.chunk] != stamp {
+			s.egMark[f.chunk], s.egAt[f.chunk] = stamp, int32(len(es))
 			es = append(es, egEntry{chunk: f.chunk, start: f.start})
-			k = len(es) - 1
+			k = int32(len(es) - 1)
 		}
 		es[k].copies++
 	}
 	s.entries = es
 	for _, oi := range order {
 		sr := p.srcAt(oi)
+		if int(sr.inflight) >= s.slots(sr) || len(p.flights) >= s.maxFlight {
+			continue
+		}
+		// The chunks already in flight from this source.
+		from := s.egNext()
+		for _, id := range p.flights {
+			if f := &s.fl[id]; f.src == sr.node {
+				s.egMark[f.chunk] = from
+			}
+		}
+		have := p.have(sr)
 		for int(sr.inflight) < s.slots(sr) && len(p.flights) < s.maxFlight {
 			best := -1
 			for k := range es {
 				e := &es[k]
-				if int(e.copies) >= s.pc.EndgameCopies || (sr.have != nil && !sr.have.bits.has(int(e.chunk))) || s.flightFrom(p, e.chunk, sr.node) {
+				if int(e.copies) >= s.pc.EndgameCopies || (have != nil && !have.has(int(e.chunk))) || s.egMark[e.chunk] == from {
 					continue
 				}
 				if best < 0 || e.copies < es[best].copies || (e.copies == es[best].copies && e.start < es[best].start) {
@@ -373,18 +451,20 @@ func (s *Sim) endgame(p *peerState, order []int32) {
 				break
 			}
 			es[best].copies++
+			s.egMark[es[best].chunk] = from
 			s.launch(p, sr, int(es[best].chunk))
 		}
 	}
 }
 
-func (s *Sim) flightFrom(p *peerState, chunk, node int32) bool {
-	for _, id := range p.flights {
-		if f := &s.fl[id]; f.chunk == chunk && f.src == node {
-			return true
-		}
+// egNext is a fresh stamp for egMark.
+func (s *Sim) egNext() uint32 {
+	s.egStamp++
+	if s.egStamp == 0 {
+		clear(s.egMark)
+		s.egStamp = 1
 	}
-	return false
+	return s.egStamp
 }
 
 func (s *Sim) newFlight() int32 {
@@ -411,7 +491,7 @@ func (s *Sim) launch(p *peerState, sr *src, i int) {
 	timeout := peer.RequestTimeout(s.pc, s.cs, s.kind(sr.node), sr.rate, int(sr.inflight)).Seconds()
 	id := s.newFlight()
 	f := &s.fl[id]
-	f.peer, f.src, f.chunk = p.node, sr.node, int32(i)
+	f.peer, f.src, f.chunk, f.srcSlot = p.node, sr.node, int32(i), sr.slot
 	f.start, f.deadline, f.size = s.now, s.now+timeout, s.chunkLen(i)
 	f.state = fsTransit
 	p.flights = append(p.flights, id)
@@ -426,7 +506,7 @@ func (s *Sim) launch(p *peerState, sr *src, i int) {
 	s.armWake(p, s.tickAfter(p, f.deadline))
 	if d := s.oneWay(p.node, sr.node); d > 0 {
 		s.q.ev[f.ev].kind = evArrive
-		s.q.schedule(f.ev, s.now+d)
+		s.q.after(f.ev, s.now, d)
 		return
 	}
 	s.arrive(id)
@@ -459,7 +539,7 @@ func (s *Sim) sendBack(id int32) {
 	f := &s.fl[id]
 	f.state = fsReturn
 	s.q.ev[f.ev].kind = evDeliver
-	s.q.schedule(f.ev, s.now+s.oneWay(f.peer, f.src))
+	s.q.after(f.ev, s.now, s.oneWay(f.peer, f.src))
 }
 
 func (s *Sim) releaseSlot(id int32) {
@@ -484,7 +564,7 @@ func (s *Sim) deliver(id int32) {
 	if p.state != psActive {
 		return
 	}
-	sr := s.findSrc(p, f.src)
+	sr := s.findSrc(p, &f)
 	s.drop(p, sr, id)
 	i := int(f.chunk)
 	if f.failed {
@@ -504,6 +584,7 @@ func (s *Sim) deliver(id int32) {
 	}
 	sr.rate = peer.NextRate(sr.rate, int(n), int(sr.inflight), secs(s.now-f.start))
 	sr.failures = 0
+	sr.slots = 0
 	if p.held.has(i) {
 		p.dupBytes += n
 	} else {
@@ -515,30 +596,17 @@ func (s *Sim) deliver(id int32) {
 	}
 }
 
-// findSrc returns p's state for the source at node (a live request's
-// source is never dropped).
-func (s *Sim) findSrc(p *peerState, node int32) *src {
-	if node == 0 {
+// findSrc returns p's state for the source of a live request of p (a
+// live request's source is never dropped).
+func (s *Sim) findSrc(p *peerState, f *flight) *src {
+	if f.src == 0 {
 		return &p.edge
 	}
-	k, ok := srcIndex(p.sources, node)
-	if !ok {
+	sr := &p.sources[p.slotIdx[f.srcSlot]]
+	if sr.node != f.src {
 		panic("sim: flight from an unknown source")
 	}
-	return &p.sources[k]
-}
-
-func srcIndex(srcs []src, node int32) (int, bool) {
-	lo, hi := 0, len(srcs)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if srcs[m].node < node {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	return lo, lo < len(srcs) && srcs[lo].node == node
+	return sr
 }
 
 // drop removes a live request from p's books.
@@ -552,7 +620,7 @@ func (s *Sim) drop(p *peerState, sr *src, id int32) {
 // cancelFlight stops a live request of p.
 func (s *Sim) cancelFlight(p *peerState, id int32) {
 	f := &s.fl[id]
-	s.drop(p, s.findSrc(p, f.src), id)
+	s.drop(p, s.findSrc(p, f), id)
 	switch f.state {
 	case fsActive:
 		s.endFlow(id)
@@ -583,12 +651,14 @@ func (s *Sim) requeue(p *peerState, i int) {
 
 func (s *Sim) sourceFailed(p *peerState, sr *src) {
 	sr.failures++
+	sr.slots = 0
 	sr.until = s.now + peer.FailureBackoff(s.kind(sr.node), int(sr.failures)).Seconds()
 	s.armWake(p, s.tickAtOrAfter(p, sr.until))
 }
 
 func (s *Sim) gotChunk(p *peerState, i int) {
 	p.held.set(i)
+	s.log[int(p.node)*s.nChunks+p.heldN] = int32(i)
 	p.heldN++
 	p.nMissing--
 	p.lastProgress = s.now
@@ -636,6 +706,7 @@ func (s *Sim) endDownload(p *peerState) {
 	}
 	s.q.cancel(p.wakeEv)
 	p.sources, p.avail, p.pending, p.flights = nil, nil, nil, nil
+	p.arena, p.slotIdx, p.freeSlot, p.pend, p.pendDue = nil, nil, nil, nil, false
 }
 
 // leaveNow: p leaves the swarm. One that leaves mid-download is killed:
@@ -667,7 +738,7 @@ func (s *Sim) leaveNow(p *peerState) {
 	}
 	for _, w := range nd.waiters {
 		if q := &s.peers[w.peer]; q.state == psActive {
-			if sr := s.liveWaiter(q, p.node, w.gen); sr != nil {
+			if sr := s.liveWaiter(q, p.node, w.slot, w.gen); sr != nil {
 				sr.busyWait = false
 				s.armWake(q, s.tickAtOrAfter(q, max(sr.until, s.now)))
 			}

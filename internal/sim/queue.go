@@ -1,8 +1,17 @@
 package sim
 
-// The event queue: a 4-ary min-heap of event handles ordered by (time,
-// sequence), so that events due at the same instant run in the order they
-// were scheduled and a run is a pure function of its seed.
+// The event queue: events ordered by (time, sequence), so that events due
+// at the same instant run in the order they were scheduled and a run is a
+// pure function of its seed.
+//
+// Most events are due a fixed delay after they are scheduled (a request
+// and a response cross the network in one-way latency, an announce
+// response comes back a round trip later, the next announce follows an
+// interval later). Since the clock never goes back, the events of one such
+// delay are scheduled in the order they fall due: each delay has a FIFO
+// lane, O(1) to push and pop. The other events (pools, ticks, backoffs)
+// live in a 4-ary min-heap. pop takes the earliest of the heap's top and
+// the lanes' heads, so the order is exactly that of a single heap.
 
 type evKind uint8
 
@@ -18,43 +27,65 @@ const (
 	evAdmit                  // a refused requester's backoff ends at a node with a free upload slot (obj: node)
 )
 
+// Positions of an event that is not in the heap.
+const (
+	notQueued = -1
+	inLane    = -2
+)
+
 // event is one schedulable item. Handles are stable: pools, timers and
 // flights keep theirs and re-arm it.
 type event struct {
 	at   float64
 	seq  uint64
-	pos  int32 // index in heap; -1 when not queued
+	pos  int32 // index in heap; notQueued or inLane
 	kind evKind
 	obj  int32
 }
 
-// slot is a heap entry; it carries the key so that sifting does not chase
-// the event.
+// slot is a heap or lane entry; it carries the key so that sifting does
+// not chase the event.
 type slot struct {
 	at  float64
 	seq uint64
 	h   int32
 }
 
+// lane is the FIFO of the events scheduled a fixed delay d ahead. A
+// canceled or rescheduled event leaves a stale entry (its seq no longer
+// matches), skipped when it reaches the head.
+type lane struct {
+	d    float64
+	buf  []slot
+	head int
+}
+
+// maxLanes bounds the distinct delays that get a lane; others use the heap.
+const maxLanes = 4
+
 type queue struct {
-	ev   []event
-	heap []slot
-	seq  uint64
-	pops uint64
+	ev    []event
+	heap  []slot
+	lanes []lane
+	seq   uint64
+	pops  uint64
 }
 
 func (q *queue) alloc(kind evKind, obj int32) int32 {
-	q.ev = append(q.ev, event{pos: -1, kind: kind, obj: obj})
+	q.ev = append(q.ev, event{pos: notQueued, kind: kind, obj: obj})
 	return int32(len(q.ev) - 1)
 }
 
-func (q *queue) queued(h int32) bool { return q.ev[h].pos >= 0 }
+func (q *queue) queued(h int32) bool { return q.ev[h].pos != notQueued }
 
 func (a slot) before(b slot) bool { return a.at < b.at || (a.at == b.at && a.seq < b.seq) }
 
-// schedule (re)arms h at time at.
+// schedule (re)arms h at time at, in the heap.
 func (q *queue) schedule(h int32, at float64) {
 	e := &q.ev[h]
+	if e.pos == inLane {
+		e.pos = notQueued // its lane entry goes stale
+	}
 	e.at = at
 	q.seq++
 	e.seq = q.seq
@@ -70,9 +101,51 @@ func (q *queue) schedule(h int32, at float64) {
 	q.down(int(q.ev[h].pos))
 }
 
+// after (re)arms h at now+d, where now is the current virtual time (never
+// less than at any earlier call). The order is the one schedule(h, now+d)
+// would give.
+func (q *queue) after(h int32, now, d float64) {
+	var l *lane
+	for i := range q.lanes {
+		if q.lanes[i].d == d {
+			l = &q.lanes[i]
+			break
+		}
+	}
+	at := now + d
+	if l == nil {
+		if len(q.lanes) == maxLanes {
+			q.schedule(h, at)
+			return
+		}
+		q.lanes = append(q.lanes, lane{d: d})
+		l = &q.lanes[len(q.lanes)-1]
+	}
+	if n := len(l.buf); n > l.head && l.buf[n-1].at > at {
+		q.schedule(h, at) // the clock went back: never in a run
+		return
+	}
+	q.cancel(h)
+	e := &q.ev[h]
+	e.at = at
+	q.seq++
+	e.seq = q.seq
+	e.pos = inLane
+	if l.head > 0 && l.head >= len(l.buf)/2 {
+		n := copy(l.buf, l.buf[l.head:])
+		l.buf = l.buf[:n]
+		l.head = 0
+	}
+	l.buf = append(l.buf, slot{at, q.seq, h})
+}
+
 // cancel disarms h if it is queued.
 func (q *queue) cancel(h int32) {
 	i := int(q.ev[h].pos)
+	if i == inLane {
+		q.ev[h].pos = notQueued
+		return
+	}
 	if i < 0 {
 		return
 	}
@@ -81,7 +154,7 @@ func (q *queue) cancel(h int32) {
 		q.swap(i, last)
 	}
 	q.heap = q.heap[:last]
-	q.ev[h].pos = -1
+	q.ev[h].pos = notQueued
 	if i != last {
 		moved := q.heap[i].h
 		q.up(i)
@@ -91,13 +164,39 @@ func (q *queue) cancel(h int32) {
 
 // pop removes and returns the earliest event.
 func (q *queue) pop() (int32, bool) {
-	if len(q.heap) == 0 {
-		return 0, false
+	best := -1 // lane index; -1 the heap
+	var top slot
+	if len(q.heap) > 0 {
+		top = q.heap[0]
 	}
-	h := q.heap[0].h
-	q.cancel(h)
+	for i := range q.lanes {
+		l := &q.lanes[i]
+		for l.head < len(l.buf) {
+			s := l.buf[l.head]
+			if e := &q.ev[s.h]; e.pos == inLane && e.seq == s.seq {
+				break
+			}
+			l.head++ // stale
+		}
+		if l.head == len(l.buf) {
+			l.buf, l.head = l.buf[:0], 0
+			continue
+		}
+		if s := l.buf[l.head]; (best < 0 && len(q.heap) == 0) || s.before(top) {
+			best, top = i, s
+		}
+	}
+	if best < 0 {
+		if len(q.heap) == 0 {
+			return 0, false
+		}
+		q.cancel(top.h)
+	} else {
+		q.lanes[best].head++
+		q.ev[top.h].pos = notQueued
+	}
 	q.pops++
-	return h, true
+	return top.h, true
 }
 
 func (q *queue) swap(i, j int) {

@@ -52,10 +52,13 @@ type Config struct {
 	// RTT is the round-trip time between any two nodes (each node is RTT/4
 	// from the core); 0 means none.
 	RTT time.Duration
-	// ChunkSize 0 means what the edge picks (core.ChooseChunkSize). The
-	// agents' timeouts are absolute (Agent.FetchTimeoutMs,
-	// StallTimeoutMs): much larger chunks change how the swarm behaves,
-	// not just how fast the simulation runs.
+	// ChunkSize 0 means what the edge picks (core.ChooseChunkSize), made
+	// coarser (doubled) while peers × chunks exceeds ChunkBudget, with the
+	// agents' request timeout floor (Agent.FetchTimeoutMs, unless set)
+	// scaled by the same factor: the simulator's cost is per chunk
+	// request. The agents' timeouts are otherwise absolute
+	// (StallTimeoutMs, the backoffs): larger chunks change how the swarm
+	// behaves, not just how fast the simulation runs (docs/SIM.md).
 	ChunkSize int
 	Seed      uint64 // 0 means 1
 	// Churn is the share of peers that leave (Churn scenario); 0 means 0.2.
@@ -79,15 +82,19 @@ type Config struct {
 	// are never handed out); 0 means the tracker's default (swarm.DefaultMaxPeersPerObject),
 	// negative means no bound.
 	SwarmCap int
-	// HandoutSample is how many candidates the simulated tracker ranks
-	// for one hand-out when the swarm is larger than a hand-out: the
-	// requester's previous hand-out plus members drawn at random (the real
-	// tracker ranks every member; see tracker.go). 0 means 100; negative
-	// means every member.
+	// HandoutSample is how many members holding a chunk the tracker draws
+	// at random and ranks for one hand-out, as swarm.Config.HandoutSample
+	// (the real tracker's sampleLocked); no more than the hand-out size
+	// means drawn but not ranked. 0 means the tracker's default
+	// (swarm.DefaultHandoutSample) if the run's ranked candidates fit
+	// RankBudget, else as many as fit; negative means every member.
 	HandoutSample int
-	// RerankEvery: a requester's hand-out is ranked at every this many
-	// announces and repeated (with fresh bitfields) in between. 0 means 1,
-	// raised so that a run ranks at most RankBudget hand-outs.
+	// RerankEvery: a requester gets a freshly drawn hand-out at every this
+	// many announces (and whenever the members it could be drawn from
+	// have doubled since its last one), and its previous hand-out again,
+	// with the bitfields its members announced since, in between. The
+	// real tracker draws one at every announce. 0 means 1, raised (up to
+	// 50) while the run's fresh hand-outs × chunks exceed DrawBudget.
 	RerankEvery int
 	// EdgeMaxUploads bounds the chunk uploads the edge serves at once,
 	// refusing more with 503 as peers do past MaxUploads (the real edge's
@@ -96,12 +103,32 @@ type Config struct {
 	// MaxTime stops a run that has not ended after this much simulated
 	// time; 0 means 50 fluid bounds plus 10 minutes.
 	MaxTime time.Duration
+
+	// ChunkBudget bounds peers × chunks when ChunkSize is 0; 0 means the
+	// package's ChunkBudget, negative means no bound (the edge's chunk
+	// size whatever the cost).
+	ChunkBudget int64
+
+	edgeChunk int // what the edge would pick
 }
 
-// RankBudget is the number of hand-outs a run ranks with the hand-out
-// policy at most, unless Config.RerankEvery says otherwise (one ranking of
-// 100 candidates costs 25–100 µs).
-const RankBudget = 500_000
+// ChunkBudget is the default bound on peers × chunks when Config.ChunkSize
+// is 0: past it the simulator doubles the edge's chunk size until the run
+// fits (a chunk request costs a few µs of CPU, all included).
+const ChunkBudget = 16 << 20
+
+// Budgets of the simulated tracker's default (Config.HandoutSample and
+// RerankEvery 0). swarm.Weighted costs 0.5–1 µs per candidate ranked (a
+// hand-out from the real tracker's 1000 candidates about 0.7 ms), so
+// RankBudget is 10–20 s of CPU. A fresh hand-out replaces most of a
+// download's sources, which costs about a chunk count's worth of
+// bookkeeping per source, and the refusals of the new sources' busy upload
+// slots: DrawBudget bounds fresh hand-outs × chunks.
+const (
+	RankBudget = 20_000_000
+	DrawBudget = 200_000_000
+	maxRerank  = 50
+)
 
 func (c Config) withDefaults() Config {
 	if c.Scenario == "" {
@@ -122,8 +149,23 @@ func (c Config) withDefaults() Config {
 	if c.PeerDown == 0 {
 		c.PeerDown = 100e6
 	}
+	if c.Size > 0 {
+		c.edgeChunk = core.ChooseChunkSize(c.Size)
+	}
 	if c.ChunkSize == 0 && c.Size > 0 {
-		c.ChunkSize = core.ChooseChunkSize(c.Size)
+		if c.ChunkBudget == 0 {
+			c.ChunkBudget = ChunkBudget
+		}
+		c.ChunkSize = coarseChunk(c.Peers, c.Size, c.edgeChunk, c.ChunkBudget)
+		if k := c.ChunkSize / c.edgeChunk; k > 1 {
+			def := (peer.Config{}).WithDefaults()
+			if c.Agent.FetchTimeoutMs == 0 {
+				c.Agent.FetchTimeoutMs = k * def.FetchTimeoutMs
+			}
+			if c.Agent.StallTimeoutMs == 0 {
+				c.Agent.StallTimeoutMs = k * def.StallTimeoutMs
+			}
+		}
 	}
 	if c.Seed == 0 {
 		c.Seed = 1
@@ -140,17 +182,50 @@ func (c Config) withDefaults() Config {
 	if c.SwarmCap == 0 {
 		c.SwarmCap = swarm.DefaultMaxPeersPerObject
 	}
-	if c.HandoutSample == 0 {
-		c.HandoutSample = 100
-	}
 	c.Agent = c.Agent.WithDefaults()
-	if c.RerankEvery == 0 && c.Peers > 0 {
-		// Hand-outs ≈ peers × (bound / interval) in a flash crowd.
-		bound := fluid.Bound(c.Peers, c.Size, c.EdgeUp, c.PeerUp, c.PeerDown)
-		n := float64(c.Peers) * (bound*1000/float64(c.Agent.AnnounceIntervalMs) + 2)
-		c.RerankEvery = max(1, int(math.Ceil(n/RankBudget)))
+	if c.Peers > 0 && c.Size > 0 && c.ChunkSize > 0 {
+		c.autoHandouts()
 	}
 	return c
+}
+
+// coarseChunk is the edge's chunk size cs, doubled while peers × chunks
+// exceeds budget (if positive).
+func coarseChunk(peers int, size int64, cs int, budget int64) int {
+	for budget > 0 && cs < core.MaxChunkSize && int64(peers)*((size+int64(cs)-1)/int64(cs)) > budget {
+		cs <<= 1
+	}
+	return cs
+}
+
+// autoHandouts sets RerankEvery and HandoutSample when they are 0, for a
+// flash crowd of Peers: each peer announces about bound / interval + 2
+// times and gets a fresh hand-out at every RerankEvery-th of them, plus
+// one each time the swarm's holders double (about log2(peers / hand-out
+// size) times); RerankEvery is the smallest (up to 50) that keeps fresh
+// hand-outs × chunks within DrawBudget, then HandoutSample the largest
+// (up to the tracker's default) that keeps their ranked candidates within
+// RankBudget.
+func (c *Config) autoHandouts() {
+	want := min(c.Agent.MaxPeers, wire.MaxHandout)
+	bound := fluid.Bound(c.Peers, c.Size, c.EdgeUp, c.PeerUp, c.PeerDown)
+	perPeer := bound*1000/float64(c.Agent.AnnounceIntervalMs) + 2
+	growth := 1 + math.Ceil(math.Log2(max(float64(c.Peers)/float64(want), 1)))
+	chunks := float64((c.Size + int64(c.ChunkSize) - 1) / int64(c.ChunkSize))
+	draws := func(every int) float64 { return float64(c.Peers) * (perPeer/float64(every) + growth) }
+	if c.RerankEvery == 0 {
+		k := 1
+		for k < maxRerank && draws(k)*chunks > DrawBudget {
+			k++
+		}
+		c.RerankEvery = k
+	}
+	if c.HandoutSample == 0 {
+		c.HandoutSample = swarm.DefaultHandoutSample
+		if fit := int(RankBudget / draws(c.RerankEvery)); fit < c.HandoutSample {
+			c.HandoutSample = max(fit, want) // ≤ want: drawn, not ranked
+		}
+	}
 }
 
 func (c Config) validate() error {
@@ -188,15 +263,18 @@ type Stats struct {
 
 // Result is a run's report; its JSON has the testbed's fields.
 type Result struct {
-	System       string  `json:"system"` // "edgeswarm-sim"
-	Scenario     string  `json:"scenario"`
-	Peers        int     `json:"peers"`
-	FileBytes    int64   `json:"file_bytes"`
-	ChunkSize    int     `json:"chunk_size"`
-	EdgeUpMbit   float64 `json:"edge_up_mbit"`
-	PeerUpMbit   float64 `json:"peer_up_mbit"`
-	PeerDownMbit float64 `json:"peer_down_mbit"`
-	RTTMs        float64 `json:"rtt_ms"`
+	System    string `json:"system"` // "edgeswarm-sim"
+	Scenario  string `json:"scenario"`
+	Peers     int    `json:"peers"`
+	FileBytes int64  `json:"file_bytes"`
+	ChunkSize int    `json:"chunk_size"`
+	// EdgeChunkSize is what the edge picks for the object; ChunkSize is
+	// larger when the simulator coarsened it (Config.ChunkSize).
+	EdgeChunkSize int     `json:"edge_chunk_size"`
+	EdgeUpMbit    float64 `json:"edge_up_mbit"`
+	PeerUpMbit    float64 `json:"peer_up_mbit"`
+	PeerDownMbit  float64 `json:"peer_down_mbit"`
+	RTTMs         float64 `json:"rtt_ms"`
 	// Completion is over the peers that completed, each from the moment
 	// it started its download.
 	Completion   Stats   `json:"completion_s"`
@@ -228,7 +306,9 @@ type Result struct {
 	Handouts       int64 `json:"handouts"`
 	Ranked         int64 `json:"handouts_ranked"` // hand-outs the policy ranked
 	RerankEvery    int   `json:"rerank_every"`
+	HandoutSample  int   `json:"handout_sample"`   // members drawn per fresh hand-out (-1: all)
 	FetchTimeoutMs int   `json:"fetch_timeout_ms"` // the agents' request timeout floor
+	StallTimeoutMs int   `json:"stall_timeout_ms"` // the agents' stall timeout
 }
 
 // Peer states.
@@ -272,11 +352,21 @@ type Sim struct {
 	waitSeq uint64
 	res     Result
 
+	keys []uint64 // each peer's ID order (peerState.key)
+	// log holds, for each node, the chunks it received in order
+	// (nChunks entries each): what a peer announced is a prefix of it.
+	log []int32
+
 	// scratch
-	cands   []int
-	order   []int32
-	entries []egEntry
-	srcBuf  []src
+	cands      []int
+	order      []int32
+	schedBuf   []schedEntry
+	schedEmpty []schedEntry
+	entries    []egEntry
+	egMark     []uint32 // endgame: a chunk's stamp
+	egAt       []int32  // endgame: a chunk's place in entries
+	egStamp    uint32
+	srcBuf     []src
 }
 
 // New checks cfg and builds the network, the tracker and the peers.
@@ -329,6 +419,8 @@ func New(cfg Config) (*Sim, error) {
 	s.tr = newTracker(s, cfg.Handout, want, cfg.HandoutSample, cfg.SwarmCap, cfg.RerankEvery, rand.New(rand.NewPCG(cfg.Seed, 0x74726b)))
 
 	s.peers = make([]peerState, n)
+	s.keys = make([]uint64, n)
+	s.log = make([]int32, n*s.nChunks)
 	arrival := cfg.Arrival.Seconds()
 	if arrival == 0 {
 		arrival = s.bound
@@ -338,6 +430,7 @@ func New(cfg Config) (*Sim, error) {
 		p.node = int32(i)
 		p.rng = rand.New(rand.NewPCG(cfg.Seed, uint64(i)))
 		p.key = s.rng.Uint64() // stands for the random peer ID's order
+		s.keys[i] = p.key
 		p.wakeEv = s.q.alloc(evWake, int32(i))
 		p.annEv = s.q.alloc(evAnnounce, int32(i))
 		p.hoEv = s.q.alloc(evHandout, int32(i))
@@ -422,7 +515,7 @@ func (s *Sim) finishResult() {
 	c := s.cfg
 	r := &s.res
 	r.System, r.Scenario, r.Seed = "edgeswarm-sim", c.Scenario, c.Seed
-	r.Peers, r.FileBytes, r.ChunkSize = c.Peers, c.Size, s.cs
+	r.Peers, r.FileBytes, r.ChunkSize, r.EdgeChunkSize = c.Peers, c.Size, s.cs, c.edgeChunk
 	r.EdgeUpMbit, r.PeerUpMbit, r.PeerDownMbit = c.EdgeUp/1e6, c.PeerUp/1e6, c.PeerDown/1e6
 	r.RTTMs = float64(c.RTT) / float64(time.Millisecond)
 	r.FluidBound = s.bound
@@ -451,8 +544,8 @@ func (s *Sim) finishResult() {
 			r.Unfinished++
 		}
 	}
-	r.Handouts, r.Ranked, r.RerankEvery = s.tr.handouts, s.tr.ranked, c.RerankEvery
-	r.FetchTimeoutMs = s.pc.FetchTimeoutMs
+	r.Handouts, r.Ranked, r.RerankEvery, r.HandoutSample = s.tr.handouts, s.tr.ranked, c.RerankEvery, c.HandoutSample
+	r.FetchTimeoutMs, r.StallTimeoutMs = s.pc.FetchTimeoutMs, s.pc.StallTimeoutMs
 	if len(times) > 0 {
 		slices.Sort(times)
 		r.Completion = Stats{Min: times[0], Median: median(times), Max: times[len(times)-1]}

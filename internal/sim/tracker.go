@@ -30,6 +30,7 @@ package sim
 //     (members that left replaced at random).
 
 import (
+	"fmt"
 	"math"
 	"math/bits"
 	"math/rand/v2"
@@ -40,20 +41,27 @@ import (
 	"github.com/edgeswarm/edgeswarm/internal/swarm"
 )
 
+// redrawGrowth: a hand-out is drawn afresh, whatever RerankEvery says,
+// once the members it could be drawn from have grown this many times over
+// since it was last drawn (a flash crowd's first hand-outs come from the
+// few first holders; repeating them herds the crowd onto those).
+const redrawGrowth = 2
+
 // peerTTL is swarm.Config.PeerTTL's default.
 const peerTTL = 10.0
 
-// hoEntry is one handed-out peer and the bitfield it carries.
+// hoEntry is one handed-out peer and the bitfield it carries: the first n
+// chunks of its log, as it last announced.
 type hoEntry struct {
 	node int32
-	snap *snap
+	n    int32
 }
 
 type member struct {
-	snap     *snap
-	lastSeen float64 // +Inf for seeds, which announce as long as they live
-	in       bool    // recorded in the swarm
+	ann      int32   // chunks announced: a prefix of the node's log
 	elig     int32   // index in tracker.elig, -1 if none
+	in       bool    // recorded in the swarm
+	lastSeen float64 // +Inf for seeds, which announce as long as they live
 }
 
 type tracker struct {
@@ -65,42 +73,50 @@ type tracker struct {
 	rng    *rand.Rand
 
 	m     []member
-	prev  [][]int32 // each requester's last hand-out
-	count []uint32  // hand-outs per requester
-	every int       // re-rank every this many hand-outs
-	nIn   int
-	elig  []int32 // recorded members that hold a chunk
-	dead  []int32 // recorded members that vanished, until they expire
-	mark  []uint32
-	stamp uint32
-	pick  []int32
-	cands []swarm.Candidate
-	ids   []string
-	byID  map[string]int32
-	empty core.Bitfield
+	live  []int32 // each member's ann if it is handed out, else -1 (hot: read per source per hand-out)
+	count []int32 // hand-outs since the requester's last fresh one
+	// drawPool is how many members could be handed out when the
+	// requester's hand-out was last drawn.
+	drawPool []int32
+	every    int32 // rank every this many hand-outs
+	nIn      int
+	elig     []int32 // recorded members that hold a chunk
+	dead     []int32 // recorded members that vanished, until they expire
+	mark     []uint32
+	stamp    uint32
+	pick     []int32
+	pure     bool // the last hand-out repeated the previous one exactly
+	cands    []swarm.Candidate
+	ids      []string
+	byID     map[string]int32
+	empty    core.Bitfield
+	bf       []core.Bitfield // wire form of each member's announced bitfield
+	bfN      []int32         // the announced count bf was made for
 
 	handouts, ranked int64
 }
 
 func newTracker(s *Sim, policy swarm.HandoutPolicy, want, sample, cap, every int, rng *rand.Rand) tracker {
-	return tracker{s: s, policy: policy, want: want, sample: sample, cap: cap, every: every, rng: rng}
+	return tracker{s: s, policy: policy, want: want, sample: sample, cap: cap, every: int32(max(every, 1)), rng: rng}
 }
 
 // index sizes the per-peer tables once the network exists.
 func (t *tracker) index() {
 	n := len(t.s.nodes)
 	t.m = make([]member, n)
+	t.live = make([]int32, n)
 	for i := range t.m {
 		t.m[i].elig = -1
+		t.live[i] = -1
 	}
 	t.mark = make([]uint32, n)
-	t.prev = make([][]int32, n)
-	t.count = make([]uint32, n)
+	t.count = make([]int32, n)
+	t.drawPool = make([]int32, n)
 	t.empty = core.NewBitfield(t.s.nChunks)
 }
 
-// announce records node's bitfield.
-func (t *tracker) announce(node int32, sn *snap, seed bool) {
+// announce records node's bitfield: the first n chunks of its log.
+func (t *tracker) announce(node int32, n int32, seed bool) {
 	mm := &t.m[node]
 	if !mm.in {
 		if t.cap > 0 && t.nIn >= t.cap {
@@ -112,14 +128,17 @@ func (t *tracker) announce(node int32, sn *snap, seed bool) {
 		mm.in = true
 		t.nIn++
 	}
-	mm.snap = sn
+	mm.ann = n
 	mm.lastSeen = t.s.now
 	if seed {
 		mm.lastSeen = math.Inf(1)
 	}
-	if sn.count > 0 && mm.elig < 0 {
+	if n > 0 && mm.elig < 0 {
 		mm.elig = int32(len(t.elig))
 		t.elig = append(t.elig, node)
+	}
+	if mm.elig >= 0 {
+		t.live[node] = n
 	}
 }
 
@@ -145,6 +164,7 @@ func (t *tracker) leave(node int32) {
 		t.m[last].elig = k
 		t.elig = t.elig[:len(t.elig)-1]
 		mm.elig = -1
+		t.live[node] = -1
 	}
 }
 
@@ -163,9 +183,11 @@ func (t *tracker) expire() {
 	t.dead = keep
 }
 
-// handout appends node's hand-out to out.
+// handout appends node's hand-out to out. It sets t.pure when that is
+// node's previous hand-out again (the same peers in the same order).
 func (t *tracker) handout(node int32, out []hoEntry) []hoEntry {
 	t.handouts++
+	t.pure = false
 	if len(t.dead) > 0 {
 		t.expire()
 	}
@@ -174,52 +196,100 @@ func (t *tracker) handout(node int32, out []hoEntry) []hoEntry {
 		pool--
 	}
 	if pool <= t.want {
+		// The real tracker ranks them all and keeps them all.
 		for _, e := range t.elig {
 			if e != node {
-				out = append(out, hoEntry{e, t.m[e].snap})
+				out = append(out, hoEntry{e, t.m[e].ann})
 			}
 		}
 		return out
 	}
-	if t.sample > 0 && t.sample <= t.want {
-		// Too small a sample to rank: a fresh random hand-out.
-		t.newStamp()
-		t.mark[node] = t.stamp
-		t.pick = t.fill(t.pick[:0], t.want, pool)
-		for _, e := range t.pick {
-			out = append(out, hoEntry{e, t.m[e].snap})
+	if c := t.count[node]; c > 0 && c < t.every && pool < redrawGrowth*int(t.drawPool[node]) {
+		if out, ok := t.repeat(node, out, pool); ok {
+			t.count[node]++
+			return out
 		}
-		return out
 	}
-	t.count[node]++
-	rank := t.every <= 1 || len(t.prev[node]) == 0 || t.count[node]%uint32(t.every) == 1
-	// The previous winners that are still handed out stay candidates.
-	t.newStamp()
-	t.mark[node] = t.stamp
+	// A fresh hand-out, drawn and ranked as the real tracker does. (A
+	// sample no larger than a hand-out is kept whole: ranking would only
+	// order it.)
+	t.count[node] = 1
+	t.drawPool[node] = int32(pool)
+	pick := t.sampleHolders(node)
+	if len(pick) > t.want {
+		pick = t.rank(node, pick)
+	}
+	for _, e := range pick {
+		out = append(out, hoEntry{e, t.m[e].ann})
+	}
+	return out
+}
+
+// sampleHolders returns the members a ranked hand-out to node considers,
+// as the real tracker's sampleLocked draws them: every member holding a
+// chunk, or HandoutSample of them uniformly without replacement (Floyd's
+// algorithm, node included), then node dropped.
+func (t *tracker) sampleHolders(node int32) []int32 {
+	n, k := len(t.elig), t.sample
 	pick := t.pick[:0]
-	for _, e := range t.prev[node] {
-		if t.m[e].elig >= 0 && t.mark[e] != t.stamp {
-			t.mark[e] = t.stamp
+	if k < 0 || n <= k {
+		for _, e := range t.elig {
+			if e != node {
+				pick = append(pick, e)
+			}
+		}
+		t.pick = pick
+		return pick
+	}
+	t.newStamp()
+	for j := n - k; j < n; j++ {
+		i := t.rng.IntN(j + 1)
+		if t.mark[t.elig[i]] == t.stamp {
+			i = j
+		}
+		e := t.elig[i]
+		t.mark[e] = t.stamp
+		if e != node {
 			pick = append(pick, e)
 		}
 	}
-	k := t.want
-	if rank {
-		k = t.sample
-		if k < 0 || k > pool {
-			k = pool
+	t.pick = pick
+	return pick
+}
+
+// repeat hands node its previous hand-out again, with the bitfields its
+// members have announced since; members no longer handed out are replaced
+// by others drawn at random. It declines (false) when the previous
+// hand-out was not a full one, which a ranking then replaces.
+func (t *tracker) repeat(node int32, out []hoEntry, pool int) ([]hoEntry, bool) {
+	p := &t.s.peers[node]
+	start, prev := len(out), 0
+	for k := range p.sources {
+		sr := &p.sources[k]
+		if sr.stale {
+			continue
+		}
+		prev++
+		if n := t.live[sr.node]; n >= 0 {
+			out = append(out, hoEntry{sr.node, n})
 		}
 	}
-	pick = t.fill(pick, k, pool)
-	t.pick = pick
-	if rank && len(pick) > t.want {
-		pick = t.rank(node, pick)
+	if prev < t.want {
+		return out[:start], false
 	}
-	t.prev[node] = append(t.prev[node][:0], pick...)
-	for _, e := range pick {
-		out = append(out, hoEntry{e, t.m[e].snap})
+	t.pure = len(out)-start == prev
+	if n := len(out) - start; n < t.want {
+		t.newStamp()
+		t.mark[node] = t.stamp
+		for _, e := range out[start:] {
+			t.mark[e.node] = t.stamp
+		}
+		t.pick = t.fill(t.pick[:0], t.want-n, pool-n)
+		for _, e := range t.pick {
+			out = append(out, hoEntry{e, t.m[e].ann})
+		}
 	}
-	return out
+	return out, true
 }
 
 // fill adds eligible members not yet marked, at random, until pick holds k
@@ -265,51 +335,77 @@ func (t *tracker) newStamp() {
 // rank orders the candidates with the hand-out policy and keeps the best.
 func (t *tracker) rank(node int32, pick []int32) []int32 {
 	t.ranked++
-	if t.byID == nil {
-		t.ids = make([]string, len(t.s.nodes))
-		t.byID = make(map[string]int32, len(t.s.nodes))
-		for i := 1; i < len(t.s.nodes); i++ {
-			t.ids[i] = strconv.FormatUint(t.s.peers[i].key, 16)
-			t.byID[t.ids[i]] = int32(i)
-		}
-	}
+	t.peerIDs()
 	t.cands = t.cands[:0]
 	for _, e := range pick {
 		t.cands = append(t.cands, swarm.Candidate{
 			PeerID:    t.ids[e],
-			Have:      t.s.bitfieldOf(t.m[e].snap),
+			Have:      t.bitfield(e),
 			UploadBps: int64(t.s.nodes[e].up),
 		})
 	}
 	req := swarm.Request{PeerID: t.ids[node], Have: t.empty, Want: t.want,
 		Rand: rand.New(rand.NewPCG(t.rng.Uint64(), t.rng.Uint64()))}
-	if mm := &t.m[node]; mm.in && mm.snap != nil {
-		req.Have = t.s.bitfieldOf(mm.snap)
+	if mm := &t.m[node]; mm.in {
+		req.Have = t.bitfield(node)
 	}
 	ranked := t.policy.Rank(req, t.cands)
 	best := pick[:0]
 	for _, c := range ranked[:min(len(ranked), t.want)] {
-		if e, ok := t.byID[c.PeerID]; ok {
+		if e, ok := t.nodeOf(c.PeerID); ok {
 			best = append(best, e)
 		}
 	}
 	return best
 }
 
-func (s *Sim) bitfieldOf(sn *snap) core.Bitfield {
-	if !sn.bfOK {
-		sn.bf, sn.bfOK = sn.bits.bitfield(s.nChunks), true
+// peerIDs makes the peer IDs the policy sees: each peer's key in 16 hex
+// digits (so that IDs sort as the keys do), then its node in hex.
+func (t *tracker) peerIDs() {
+	if t.ids != nil {
+		return
 	}
-	return sn.bf
+	t.ids = make([]string, len(t.s.nodes))
+	for i := 1; i < len(t.s.nodes); i++ {
+		t.ids[i] = fmt.Sprintf("%016x%x", t.s.peers[i].key, i)
+	}
 }
 
-// snapshot is p's bitfield as it announces it, shared while unchanged.
-func (s *Sim) snapshot(p *peerState) *snap {
-	if p.snap.count == p.heldN {
-		return p.snap
+// nodeOf is the node of a peer ID (byID when set, as tests do to use
+// another tracker's IDs).
+func (t *tracker) nodeOf(id string) (int32, bool) {
+	if t.byID != nil {
+		e, ok := t.byID[id]
+		return e, ok
 	}
-	p.snap = &snap{bits: slices.Clone(p.held), count: p.heldN}
-	return p.snap
+	if len(id) <= 16 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(id[16:], 16, 31)
+	if err != nil || n == 0 || n >= uint64(len(t.s.nodes)) {
+		return 0, false
+	}
+	return int32(n), true
+}
+
+// bitfield is the wire form of node's announced bitfield.
+func (t *tracker) bitfield(node int32) core.Bitfield {
+	if t.bf == nil {
+		t.bf = make([]core.Bitfield, len(t.m))
+		t.bfN = make([]int32, len(t.m))
+		for i := range t.bfN {
+			t.bfN[i] = -1
+		}
+	}
+	n := t.m[node].ann
+	if t.bfN[node] != n {
+		f := core.NewBitfield(t.s.nChunks)
+		for _, c := range t.s.logOf(node, n) {
+			f.Set(int(c))
+		}
+		t.bf[node], t.bfN[node] = f, n
+	}
+	return t.bf[node]
 }
 
 // doAnnounce sends p's announce; the response arrives a round trip later.
@@ -318,12 +414,13 @@ func (s *Sim) doAnnounce(p *peerState) {
 		return
 	}
 	p.annBusy = true
-	s.tr.announce(p.node, s.snapshot(p), p.state == psDone)
+	s.tr.announce(p.node, int32(p.heldN), p.state == psDone)
 	p.ho = p.ho[:0]
 	if p.state == psActive {
 		p.ho = s.tr.handout(p.node, p.ho)
+		p.hoPure = s.tr.pure
 	}
-	s.q.schedule(p.hoEv, s.now+2*s.oneWay(p.node, 0))
+	s.q.after(p.hoEv, s.now, 2*s.oneWay(p.node, 0))
 }
 
 // onHandoutEvent: the announce response is in; the next announce follows
@@ -341,7 +438,7 @@ func (s *Sim) onHandoutEvent(p *peerState) {
 		p.annAgain = false
 		s.doAnnounce(p)
 	case p.state == psActive:
-		s.q.schedule(p.annEv, s.now+s.announce)
+		s.q.after(p.annEv, s.now, s.announce)
 	}
 }
 
@@ -356,11 +453,41 @@ func (s *Sim) requestAnnounce(p *peerState) {
 
 // onHandout refreshes p's peer sources from the hand-out, as the loop's
 // onHandout does: new peers are counted, known ones recounted by the
-// difference of their bitfields, missing ones go stale (and are dropped
-// once nothing is in flight from them).
+// chunks they announced since (a peer's chunks only grow), missing ones go
+// stale (and are dropped once nothing is in flight from them).
 func (s *Sim) onHandout(p *peerState) {
-	list := p.ho
-	slices.SortFunc(list, func(a, b hoEntry) int { return int(a.node - b.node) })
+	if p.hoPure {
+		// The same peers with fresh counts: applied when the loop next
+		// looks at its sources (applyHandout); a later one supersedes it
+		// (a peer's count only grows).
+		p.ho, p.pend = p.pend, p.ho
+		p.pendDue = true
+		return
+	}
+	s.applyHandout(p)
+	s.merge(p, p.ho)
+}
+
+// applyHandout applies a repeated hand-out that has arrived: each source
+// gains the chunks it announced since.
+func (s *Sim) applyHandout(p *peerState) {
+	if !p.pendDue {
+		return
+	}
+	p.pendDue = false
+	if !s.refresh(p, p.pend) {
+		s.merge(p, p.pend)
+	}
+}
+
+// merge makes p's sources those of list, as the loop's onHandout does.
+func (s *Sim) merge(p *peerState, list []hoEntry) {
+	if !slices.IsSortedFunc(list, cmpHo) {
+		slices.SortFunc(list, cmpHo)
+	}
+	if s.refresh(p, list) {
+		return
+	}
 	out := s.srcBuf[:0]
 	old := p.sources
 	i, j := 0, 0
@@ -370,44 +497,87 @@ func (s *Sim) onHandout(p *peerState) {
 			sr := old[i]
 			i++
 			if !sr.stale {
-				s.addAvail(p, sr.have, -1)
+				s.addAvail(p, p.have(&sr), -1)
 				sr.stale = true
 			}
 			if sr.inflight > 0 {
 				out = append(out, sr)
+			} else {
+				p.freeSlot = append(p.freeSlot, sr.slot)
+				p.slotIdx[sr.slot] = -1
 			}
 		case i >= len(old) || list[j].node < old[i].node:
 			e := list[j]
 			j++
-			s.addAvail(p, e.snap, 1)
-			out = append(out, src{node: e.node, have: e.snap, haveEpoch: 1})
+			sr := src{node: e.node, slot: p.newSlot(), key: s.keys[e.node], haveEpoch: 1}
+			s.extend(p, &sr, e.n)
+			out = append(out, sr)
 		default:
 			sr, e := old[i], list[j]
 			i++
 			j++
 			if sr.stale {
-				s.addAvail(p, e.snap, 1)
-			} else {
-				s.diffAvail(p, sr.have, e.snap)
+				s.addAvail(p, p.have(&sr), 1)
+				sr.stale = false
 			}
-			sr.have, sr.stale = e.snap, false
+			s.extend(p, &sr, e.n)
 			sr.haveEpoch++
 			out = append(out, sr)
 		}
 	}
 	p.sources = append(p.sources[:0], out...)
+	for k := range p.sources {
+		p.slotIdx[p.sources[k].slot] = int32(k)
+	}
 	s.srcBuf = out[:0]
 	p.stripes = len(list) + 1
 	p.stripe = 0
 	for _, e := range list {
-		if s.peers[e.node].key < p.key {
+		if s.keys[e.node] < p.key {
 			p.stripe++
 		}
 	}
 }
 
-func (s *Sim) addAvail(p *peerState, sn *snap, d int32) {
-	for w, x := range sn.bits {
+func cmpHo(a, b hoEntry) int { return int(a.node - b.node) }
+
+// refresh handles the common hand-out, the same peers as p's sources (a
+// repeat), in place: each source gains what it announced since. It
+// reports false, having changed nothing that the full merge would not
+// redo, when the peers differ.
+func (s *Sim) refresh(p *peerState, list []hoEntry) bool {
+	if len(list) != len(p.sources) {
+		return false
+	}
+	for k := range list {
+		if sr := &p.sources[k]; sr.node != list[k].node || sr.stale {
+			return false
+		}
+	}
+	for k := range list {
+		if sr := &p.sources[k]; list[k].n > sr.n {
+			s.extend(p, sr, list[k].n)
+			sr.haveEpoch++
+		}
+	}
+	return true
+}
+
+// extend adds to sr the chunks of its node's log from sr.n to n.
+func (s *Sim) extend(p *peerState, sr *src, n int32) {
+	if n <= sr.n {
+		return
+	}
+	have := p.have(sr)
+	for _, c := range s.logOf(sr.node, n)[sr.n:] {
+		have.set(int(c))
+		p.avail[c]++
+	}
+	sr.n = n
+}
+
+func (s *Sim) addAvail(p *peerState, b bitset, d int32) {
+	for w, x := range b {
 		for x != 0 {
 			p.avail[w*64+bits.TrailingZeros64(x)] += d
 			x &= x - 1
@@ -415,17 +585,23 @@ func (s *Sim) addAvail(p *peerState, sn *snap, d int32) {
 	}
 }
 
-func (s *Sim) diffAvail(p *peerState, old, cur *snap) {
-	if old == cur {
-		return
+// newSlot returns an empty place for a source's bitfield in p's arena.
+func (p *peerState) newSlot() int32 {
+	w := len(p.held)
+	if n := len(p.freeSlot); n > 0 {
+		k := p.freeSlot[n-1]
+		p.freeSlot = p.freeSlot[:n-1]
+		clear(p.arena[int(k)*w : int(k+1)*w])
+		return k
 	}
-	for w, x := range cur.bits {
-		o := old.bits[w]
-		for a := x &^ o; a != 0; a &= a - 1 {
-			p.avail[w*64+bits.TrailingZeros64(a)]++
-		}
-		for r := o &^ x; r != 0; r &= r - 1 {
-			p.avail[w*64+bits.TrailingZeros64(r)]--
-		}
-	}
+	k := int32(len(p.arena) / w)
+	p.arena = append(p.arena, make([]uint64, w)...)
+	p.slotIdx = append(p.slotIdx, -1)
+	return k
+}
+
+// logOf is the first n chunks node received, in order.
+func (s *Sim) logOf(node, n int32) []int32 {
+	base := int(node) * s.nChunks
+	return s.log[base : base+int(n)]
 }
