@@ -129,3 +129,49 @@ func TestFlightDeadline(t *testing.T) {
 		}
 	}
 }
+
+func TestSlots(t *testing.T) {
+	cfg := Config{}.WithDefaults() // PipelineMs 300, 8 slots at most
+	const cs = 64 << 10
+	cases := []struct {
+		name     string
+		kind     SourceKind
+		rate     float64
+		base     time.Duration
+		failures int
+		want     int
+	}{
+		{"unmeasured peer", KindPeer, 0, 0, 0, 2},
+		{"unmeasured edge", KindEdge, 0, 0, 0, 4},
+		{"failing", KindEdge, 10e6, 0, 1, 1},
+		{"300 ms of the rate", KindPeer, 4 * cs / 0.3, 0, 0, 4},
+		{"slow source keeps one", KindPeer, 1000, 0, 0, 1},
+		{"capped", KindPeer, 1e9, 0, 0, 8},
+		// One chunk per 300 ms round trip measures as 218 KB/s; the base
+		// latency says the pipe holds a round trip more: 2 slots, not 1.
+		{"far source gets its round trip", KindPeer, cs / 0.3, 300 * time.Millisecond, 0, 2},
+		{"far and fast", KindPeer, 3 * cs / 0.3, 300 * time.Millisecond, 0, 6},
+	}
+	for _, tc := range cases {
+		if got := Slots(cfg, cs, tc.kind, tc.rate, tc.base, tc.failures); got != tc.want {
+			t.Errorf("%s: Slots = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestBaseLatency(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	b, at := BaseLatency(0, time.Time{}, 80*time.Millisecond, t0)
+	if b != 80*time.Millisecond || !at.Equal(t0) {
+		t.Fatalf("first sample: %v at %v", b, at)
+	}
+	if b, _ = BaseLatency(b, at, 200*time.Millisecond, t0.Add(time.Second)); b != 80*time.Millisecond {
+		t.Fatalf("a slower sample inside the window replaced the minimum: %v", b)
+	}
+	if b, at = BaseLatency(b, at, 50*time.Millisecond, t0.Add(2*time.Second)); b != 50*time.Millisecond || !at.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("a faster sample did not replace the minimum: %v at %v", b, at)
+	}
+	if b, _ = BaseLatency(b, at, 400*time.Millisecond, at.Add(BaseWindow+time.Millisecond)); b != 400*time.Millisecond {
+		t.Fatalf("the minimum outlived its window: %v", b)
+	}
+}

@@ -18,10 +18,15 @@ const TickInterval = tickEvery
 func (c Config) WithDefaults() Config { return c.applyDefaults() }
 
 // Slots is how many requests a source of the given kind may have in flight:
-// about cfg.PipelineMs of its measured rate (bytes/s, 0 = not yet measured)
-// in chunks, clamped to [1, MaxPeerSlots or MaxEdgeSlots]; 2 for an
-// unmeasured peer and 4 for an unmeasured edge; 1 while it is failing.
-func Slots(cfg Config, chunkSize int, kind SourceKind, rate float64, failures int) int {
+// about base + cfg.PipelineMs of its measured rate (bytes/s, 0 = not yet
+// measured) in chunks, clamped to [1, MaxPeerSlots or MaxEdgeSlots]; 2 for
+// an unmeasured peer and 4 for an unmeasured edge; 1 while it is failing.
+// base is the source's base latency (BaseLatency of its times to first
+// byte; 0 = not measured): the round trip every request pays however
+// lightly the source is loaded. Without it a source far away (a 300 ms
+// round trip) would be asked one chunk at a time and its rate, measured
+// as a chunk per round trip, would never show that it could send more.
+func Slots(cfg Config, chunkSize int, kind SourceKind, rate float64, base time.Duration, failures int) int {
 	hi, initial := cfg.MaxPeerSlots, 2
 	if kind == KindEdge {
 		hi, initial = cfg.MaxEdgeSlots, 4
@@ -32,7 +37,7 @@ func Slots(cfg Config, chunkSize int, kind SourceKind, rate float64, failures in
 	case rate <= 0:
 		return min(initial, hi)
 	}
-	k := int(math.Ceil(rate*ms(cfg.PipelineMs).Seconds()/float64(chunkSize) - 0.05))
+	k := int(math.Ceil(rate*(base+ms(cfg.PipelineMs)).Seconds()/float64(chunkSize) - 0.05))
 	return max(1, min(k, hi))
 }
 
@@ -73,6 +78,20 @@ func FlightDeadline(start, lastByte time.Time, t time.Duration) time.Time {
 		d = hard
 	}
 	return d
+}
+
+// BaseWindow is how long a base-latency sample stands before a newer,
+// larger one may replace it (a source's path or load can change).
+const BaseWindow = 10 * time.Second
+
+// BaseLatency folds one request's time to first byte (dur), seen at now,
+// into a source's base latency: a windowed minimum. base and at are the current
+// estimate and when it was taken (zero: none yet); it returns the new pair.
+func BaseLatency(base time.Duration, at time.Time, dur time.Duration, now time.Time) (time.Duration, time.Time) {
+	if base == 0 || dur <= base || now.Sub(at) > BaseWindow {
+		return dur, now
+	}
+	return base, at
 }
 
 // MaxFlights is how many requests one download keeps in flight at most.

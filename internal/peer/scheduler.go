@@ -71,7 +71,9 @@ type srcState struct {
 	emptyValid           bool
 	emptyGrow, emptyHave uint64
 
-	rate     float64 // EWMA of delivered bytes/s (Little's law per completion); 0 = unmeasured
+	rate     float64       // EWMA of delivered bytes/s (Little's law per completion); 0 = unmeasured
+	base     time.Duration // windowed minimum request latency (BaseLatency); 0 = unmeasured
+	baseAt   time.Time
 	inflight int
 	failures int       // consecutive failures and timeouts
 	until    time.Time // not asked before this (backoff)
@@ -90,6 +92,7 @@ type flight struct {
 	timeout  time.Duration // RequestTimeout at launch
 	deadline time.Time     // FlightDeadline, moved on as bytes arrive
 	got      atomic.Int64  // bytes received so far, stored by the fetch goroutine
+	ttfb     atomic.Int64  // time to the response's start, ns; 0 = not yet
 	seen     int64         // got as the loop last saw it
 	cancel   context.CancelFunc
 	live     bool   // counted in flights; false once finished or canceled
@@ -207,7 +210,7 @@ func (l *loop) usable(s *srcState, now time.Time) bool {
 
 // slots is how many requests s may have in flight (Slots).
 func (l *loop) slots(s *srcState) int {
-	return Slots(l.cfg, l.cs, s.kind, s.rate, s.failures)
+	return Slots(l.cfg, l.cs, s.kind, s.rate, s.base, s.failures)
 }
 
 // timeout is how long a new request to s may take (RequestTimeout).
@@ -337,7 +340,12 @@ func (l *loop) fetch(ctx context.Context, f *flight, src Source) {
 	bp := l.d.getBuf()
 	defer l.d.putBuf(bp)
 	r := result{f: f}
-	data, err := src.Fetch(ctx, l.m.Root, i, size, *bp, &f.got)
+	data, err := src.Fetch(ctx, l.m.Root, i, size, *bp, func(n int) {
+		if n == 0 {
+			f.ttfb.Store(max(1, int64(l.a.now().Sub(f.start))))
+		}
+		f.got.Store(int64(n))
+	})
 	switch {
 	case err == nil:
 		r.n = len(data)
@@ -417,7 +425,7 @@ func (l *loop) onResult(r result) {
 		return
 	case r.err == nil:
 		if wasLive {
-			l.measure(s, r.n, now.Sub(f.start))
+			l.measure(s, r.n, now.Sub(f.start), time.Duration(f.ttfb.Load()), now)
 		}
 		s.failures = 0
 		if l.held.has(i) {
@@ -447,8 +455,11 @@ func (l *loop) onResult(r result) {
 }
 
 // measure folds one completion into s's rate (NextRate).
-func (l *loop) measure(s *srcState, n int, dur time.Duration) {
+func (l *loop) measure(s *srcState, n int, dur, ttfb time.Duration, now time.Time) {
 	s.rate = NextRate(s.rate, n, s.inflight, dur)
+	if ttfb > 0 {
+		s.base, s.baseAt = BaseLatency(s.base, s.baseAt, ttfb, now)
+	}
 }
 
 func (l *loop) sourceFailed(s *srcState, now time.Time, err error) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sync/atomic"
 
 	"github.com/edgeswarm/edgeswarm/internal/core"
 	"github.com/edgeswarm/edgeswarm/internal/wire"
@@ -29,10 +28,12 @@ type Source interface {
 	// Fetch returns chunk index of the object root, exactly size bytes,
 	// read into buf (grown if needed). It does not verify the hash. It
 	// returns wire.ErrChunkNotFound when the source lacks the chunk and an
-	// error wrapping ErrSourceBusy when the source refuses for load. If got
-	// is not nil, Fetch stores in it the bytes received so far as they
-	// arrive (the scheduler tells slow transfers from stalled ones by it).
-	Fetch(ctx context.Context, root core.Hash, index, size int, buf []byte, got *atomic.Int64) ([]byte, error)
+	// error wrapping ErrSourceBusy when the source refuses for load. If
+	// progress is not nil, Fetch calls it as wire.FetchChunkProgress does:
+	// with 0 when the response starts, then with the bytes received so far
+	// (the scheduler tells slow transfers from stalled ones by it, and
+	// measures the source's time to first byte).
+	Fetch(ctx context.Context, root core.Hash, index, size int, buf []byte, progress func(n int)) ([]byte, error)
 }
 
 // ErrSourceBusy: the source refused the request for load (HTTP 503); ask
@@ -51,8 +52,8 @@ type httpSource struct {
 func (s *httpSource) ID() string       { return s.id }
 func (s *httpSource) Kind() SourceKind { return s.kind }
 
-func (s *httpSource) Fetch(ctx context.Context, root core.Hash, index, size int, buf []byte, got *atomic.Int64) ([]byte, error) {
-	data, err := wire.FetchChunkProgress(ctx, s.hc, s.base, root, index, size, s.self(), buf, got)
+func (s *httpSource) Fetch(ctx context.Context, root core.Hash, index, size int, buf []byte, progress func(n int)) ([]byte, error) {
+	data, err := wire.FetchChunkProgress(ctx, s.hc, s.base, root, index, size, s.self(), buf, progress)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", s.kind, s.id, err)
 	}

@@ -51,7 +51,9 @@ type flight struct {
 	failed    bool  // the sender was gone
 	slot      bool  // holds one of the sender's upload slots
 	start     float64
-	deadline  float64
+	ttfb      float64 // when the first byte reaches the requester, minus start; 0 = not yet
+	timeout   float64 // peer.RequestTimeout at launch, s
+	deadline  float64 // peer.FlightDeadline, moved on while bytes flow
 	size      float64
 	tag       float64 // virtual finishing time in its pool
 	hpos      int32
@@ -80,8 +82,14 @@ type src struct {
 	slots     int32 // peer.Slots of rate and failures; 0: to compute
 	emptyOK   bool
 	stale     bool
-	busyWait  bool // refused for load; the sender wakes it
+	busyWait  bool    // refused for load; the sender wakes it
+	base      float64 // peer.BaseLatency, s; 0 = unmeasured
+	baseAt    float64
 }
+
+// simTime is virtual time t (seconds since the start) as a time.Time, for
+// the real rules that take one.
+func simTime(t float64) time.Time { return time.Time{}.Add(time.Duration(t * float64(time.Second))) }
 
 // When a peer leaves (churn).
 const (
@@ -140,10 +148,11 @@ func (s *Sim) kind(node int32) peer.SourceKind {
 	return peer.KindPeer
 }
 
-// slots is peer.Slots for sr, kept until its rate or failures change.
+// slots is peer.Slots for sr, kept until its rate, base latency or
+// failures change.
 func (s *Sim) slots(sr *src) int {
 	if sr.slots == 0 {
-		sr.slots = int32(peer.Slots(s.pc, s.cs, s.kind(sr.node), sr.rate, int(sr.failures)))
+		sr.slots = int32(peer.Slots(s.pc, s.cs, s.kind(sr.node), sr.rate, secs(sr.base), int(sr.failures)))
 	}
 	return int(sr.slots)
 }
@@ -209,6 +218,11 @@ func (s *Sim) onWake(p *peerState) {
 	for k := 0; k < len(p.flights); {
 		id := p.flights[k]
 		f := &s.fl[id]
+		if f.state == fsActive && f.ttfb > 0 && s.now >= f.start+f.ttfb {
+			// Bytes are arriving (a flow always moves while its sender
+			// lives): the deadline moves on as in the agent's tick.
+			f.deadline = peer.FlightDeadline(simTime(f.start), simTime(s.now), secs(f.timeout)).Sub(time.Time{}).Seconds()
+		}
 		if s.now > f.deadline+eps {
 			sr := s.findSrc(p, f)
 			chunk := int(f.chunk)
@@ -492,7 +506,7 @@ func (s *Sim) launch(p *peerState, sr *src, i int) {
 	id := s.newFlight()
 	f := &s.fl[id]
 	f.peer, f.src, f.chunk, f.srcSlot = p.node, sr.node, int32(i), sr.slot
-	f.start, f.deadline, f.size = s.now, s.now+timeout, s.chunkLen(i)
+	f.start, f.timeout, f.deadline, f.size = s.now, timeout, s.now+timeout, s.chunkLen(i)
 	f.state = fsTransit
 	p.flights = append(p.flights, id)
 	if p.pending.has(i) {
@@ -525,6 +539,7 @@ func (s *Sim) arrive(id int32) {
 		s.sendBack(id)
 	default:
 		f.state = fsActive
+		f.ttfb = s.now - f.start + s.oneWay(f.peer, f.src)
 		s.startFlow(id)
 	}
 }
@@ -583,6 +598,10 @@ func (s *Sim) deliver(id int32) {
 		}
 	}
 	sr.rate = peer.NextRate(sr.rate, int(n), int(sr.inflight), secs(s.now-f.start))
+	if f.ttfb > 0 {
+		b, at := peer.BaseLatency(secs(sr.base), simTime(sr.baseAt), secs(f.ttfb), simTime(s.now))
+		sr.base, sr.baseAt = b.Seconds(), at.Sub(time.Time{}).Seconds()
+	}
 	sr.failures = 0
 	sr.slots = 0
 	if p.held.has(i) {

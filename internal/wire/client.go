@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 
 	"github.com/edgeswarm/edgeswarm/internal/core"
 )
@@ -77,10 +76,12 @@ func FetchChunk(ctx context.Context, hc *http.Client, base string, root core.Has
 	return FetchChunkProgress(ctx, hc, base, root, index, size, peerID, buf, nil)
 }
 
-// FetchChunkProgress is FetchChunk that also stores in got (if not nil)
-// how many bytes of the chunk have arrived so far, as they arrive, so a
-// caller can tell a slow transfer from a stalled one.
-func FetchChunkProgress(ctx context.Context, hc *http.Client, base string, root core.Hash, index, size int, peerID string, buf []byte, got *atomic.Int64) ([]byte, error) {
+// FetchChunkProgress is FetchChunk that also calls progress (if not nil)
+// in the calling goroutine: with 0 once a 200 response's header is in, then
+// with the bytes of the chunk received so far each time more arrive. A
+// caller tells a slow transfer from a stalled one by it, and measures the
+// time to the first byte.
+func FetchChunkProgress(ctx context.Context, hc *http.Client, base string, root core.Hash, index, size int, peerID string, buf []byte, progress func(n int)) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+ChunkPath(root, index), nil)
 	if err != nil {
 		return nil, err
@@ -105,13 +106,16 @@ func FetchChunkProgress(ctx context.Context, hc *http.Client, base string, root 
 		buf = make([]byte, size, size+1)
 	}
 	buf = buf[:size]
+	if progress != nil {
+		progress(0)
+	}
 	n, err := 0, error(nil)
 	for n < size && err == nil {
 		var k int
 		k, err = resp.Body.Read(buf[n:])
 		n += k
-		if got != nil && k > 0 {
-			got.Store(int64(n))
+		if progress != nil && k > 0 {
+			progress(n)
 		}
 	}
 	if n < size {
