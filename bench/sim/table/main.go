@@ -16,6 +16,9 @@ import (
 type run struct {
 	Peers      int     `json:"peers"`
 	ChunkSize  int     `json:"chunk_size"`
+	EdgeChunk  int     `json:"edge_chunk_size"`
+	Sample     int     `json:"handout_sample"`
+	Every      int     `json:"rerank_every"`
 	Completed  int     `json:"completed"`
 	Failed     int     `json:"failed"`
 	Unfinished int     `json:"unfinished"`
@@ -37,11 +40,12 @@ type run struct {
 	WallS        float64 `json:"wall_s"`
 	CPUS         float64 `json:"cpu_s"`
 	MaxRSSKB     int64   `json:"max_rss_kb"`
+	ElapsedS     float64 `json:"elapsed_s"` // the whole process, by scale.sh
 }
 
 func main() {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "peers\tchunk KiB\tdone\tfailed\tT* s\tmedian s\tmax s\tmax/T*\toffload\tlimit\tedge GiB\tcross-ISP\ttimeouts\tbusy\tsim s\tevents\twall s\tCPU s\tRSS MiB\t")
+	fmt.Fprintln(w, "peers\tchunk KiB\t(edge)\tsample\tevery\tdone\tfailed\tT* s\tmedian s\tmax s\tmax/T*\toffload\tlimit\tedge GiB\tcross-ISP\ttimeouts\tbusy\tsim s\tevents\telapsed s\tCPU s\tRSS MiB\t")
 	sc := bufio.NewScanner(os.Stdin)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -53,10 +57,14 @@ func main() {
 		if r.PeerBytes > 0 {
 			cross = float64(r.CrossISP) / float64(r.PeerBytes)
 		}
-		fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.3f\t%.3f\t%.3f\t%.2f\t%.2f\t%d\t%d\t%.1f\t%d\t%.1f\t%.1f\t%d\t\n",
-			r.Peers, r.ChunkSize>>10, r.Completed, r.Failed+r.Unfinished, r.Bound, r.Completion.Median, r.Completion.Max,
+		elapsed := r.ElapsedS
+		if elapsed == 0 {
+			elapsed = r.WallS
+		}
+		fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.3f\t%.3f\t%.3f\t%.2f\t%.2f\t%d\t%d\t%.1f\t%d\t%.1f\t%.1f\t%d\t\n",
+			r.Peers, r.ChunkSize>>10, r.EdgeChunk>>10, r.Sample, r.Every, r.Completed, r.Failed+r.Unfinished, r.Bound, r.Completion.Median, r.Completion.Max,
 			r.Ratio, r.Offload, r.OffloadLimit, float64(r.EdgeBytes)/(1<<30), cross, r.Timeouts, r.Busy,
-			r.SimS, r.Events, r.WallS, r.CPUS, r.MaxRSSKB>>10)
+			r.SimS, r.Events, elapsed, r.CPUS, r.MaxRSSKB>>10)
 	}
 	w.Flush()
 }
