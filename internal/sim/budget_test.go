@@ -55,15 +55,15 @@ func TestChunkCoarsening(t *testing.T) {
 
 // A coarsened crowd still runs the real policies to completion.
 func TestCoarsenedCrowdCompletes(t *testing.T) {
-	r, err := Run(Config{Peers: 100, Size: 64 << 20, RTT: 20 * time.Millisecond, ChunkBudget: 100 * 128})
+	r, err := Run(Config{Peers: 60, Size: 32 << 20, RTT: 20 * time.Millisecond, ChunkBudget: 60 * 64})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.ChunkSize != 512<<10 || r.EdgeChunkSize != 64<<10 || r.FetchTimeoutMs != 8*3000 {
 		t.Errorf("chunk %d (edge %d), timeout %d ms", r.ChunkSize, r.EdgeChunkSize, r.FetchTimeoutMs)
 	}
-	if r.Completed != 100 || r.Offload < 0.9*r.OffloadLimit {
-		t.Errorf("%d of 100 completed, offload %.3f of %.3f", r.Completed, r.Offload, r.OffloadLimit)
+	if r.Completed != 60 || r.Offload < 0.9*r.OffloadLimit {
+		t.Errorf("%d of 60 completed, offload %.3f of %.3f", r.Completed, r.Offload, r.OffloadLimit)
 	}
 }
 
