@@ -6,28 +6,24 @@ package sim
 // MaxPeers other peers with the bitfields they last announced. As in
 // internal/swarm's Tracker: peers past the swarm cap are not recorded (so
 // never handed out), only peers holding a chunk are handed out, a peer
-// that vanished is handed out until PeerTTL after its last announce, and
-// the candidates are ranked by the real HandoutPolicy and cut to the
-// hand-out size.
+// that vanished is handed out until PeerTTL after its last announce, and a
+// hand-out is a uniform sample of at most HandoutSample holders (Floyd's
+// algorithm, as sampleLocked draws it, the requester dropped) ranked by the
+// real HandoutPolicy and cut to the hand-out size.
 //
-// The one difference is cost. The real tracker ranks every member, which
-// is O(members × chunks) per announce, and at 100k peers there are 200k
-// announces per simulated second. Here:
+// A peer's chunks only grow, so the bitfield it announced is a prefix of
+// its log of received chunks (Sim.logOf): the tracker keeps each member's
+// announced count, and a hand-out entry is (peer, count).
 //
-//   - a swarm no larger than the hand-out is handed out whole (ranking it
-//     cannot change which peers are in it) — exact;
-//   - otherwise the policy ranks the requester's previous hand-out plus
-//     fresh members drawn at random, HandoutSample candidates in all, and
-//     the best MaxPeers are handed out. Keeping the previous winners in
-//     the running approximates ranking the whole swarm (a peer that was
-//     among the most useful stays so until better ones turn up), and it is
-//     exact when the swarm is no larger than HandoutSample;
-//   - a HandoutSample no larger than the hand-out means fresh random
-//     hand-outs, unranked (a baseline);
-//   - in a run that would rank more than RankBudget hand-outs, a requester
-//     is re-ranked only every few announces (Config.RerankEvery); in
-//     between it gets its previous hand-out back with fresh bitfields
-//     (members that left replaced at random).
+// The one difference is cost: the real tracker draws and ranks a fresh
+// hand-out at every announce, and at 100k peers there are 200k announces
+// per simulated second. Here a requester gets a fresh hand-out at its first
+// announce, at every RerankEvery-th and whenever the holders it could be
+// drawn from have doubled since its last one; in between it gets its
+// previous hand-out again with the counts its members have announced since
+// (members that left replaced at random). RerankEvery 1 is the real
+// tracker; Config.autoHandouts picks it, and HandoutSample, from budgets.
+// docs/SIM.md has what this changes, measured.
 
 import (
 	"fmt"
