@@ -94,10 +94,10 @@ func newSimCmd(*globalFlags) *cobra.Command {
 	f.IntVar(&cfg.EdgeMaxUploads, "edge-max-uploads", 64, "chunk uploads the edge serves at once, refusing more with 503 (the real edge's --max-chunk-uploads default); 0 means unlimited")
 	f.IntVar(&cfg.SwarmCap, "swarm-cap", 0, "peers the tracker records per object (swarm max_peers_per_object); 0 means its default ("+strconv.Itoa(swarm.DefaultMaxPeersPerObject)+"), -1 no bound")
 	f.StringVar(&handout, "handout", swarm.DefaultPolicy, "the tracker's hand-out policy: weighted, useful-first or random")
-	f.IntVar(&cfg.HandoutSample, "handout-sample", 0, "members the tracker draws at random and ranks per hand-out (swarm handout_sample); 0 means its default ("+strconv.Itoa(swarm.DefaultHandoutSample)+"), -1 every member")
+	f.IntVar(&cfg.HandoutSample, "handout-sample", 0, "members the tracker draws at random and ranks per fresh hand-out (swarm handout_sample; ≤ 50: drawn, not ranked); 0 means its default ("+strconv.Itoa(swarm.DefaultHandoutSample)+") unless the run's ranked candidates exceed "+strconv.Itoa(sim.RankBudget/1_000_000)+"M, -1 every member")
 	f.IntVar(&cfg.Agent.MaxUploads, "max-uploads", 0, "chunk uploads a peer serves at once (peer max_uploads); 0 means the agent's default (16)")
 	f.IntVar(&cfg.Agent.FetchTimeoutMs, "fetch-timeout-ms", 0, "the agents' request timeout floor (peer fetch_timeout_ms); 0 means the agent's default (3000)")
-	f.IntVar(&cfg.RerankEvery, "rerank-every", 0, "rank a requester's hand-out every this many announces, repeating it (with fresh bitfields) in between; 0 means every announce unless the run would rank more than "+strconv.Itoa(sim.RankBudget/1_000_000)+"M candidates in all")
+	f.IntVar(&cfg.RerankEvery, "rerank-every", 0, "give a requester a fresh hand-out every this many announces (and when the holders have doubled), its previous one with fresh bitfields in between; 0 means every announce (the real tracker) unless the run's fresh hand-outs × chunks exceed "+strconv.Itoa(sim.DrawBudget/1_000_000)+"M")
 	f.BoolVar(&asJSON, "json", false, "print exactly one JSON object with the results")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	return cmd

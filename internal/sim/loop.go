@@ -15,8 +15,10 @@ package sim
 // What differs, to stay fast at 100k peers: a peer's loop runs at the
 // events that change it (results, hand-outs, its deadlines and backoffs)
 // rather than on every tick; availability counts are updated by the
-// difference between a source's old and new bitfield rather than recounted;
-// and a request refused for load (503) is decided when it is sent, without
+// chunks a source announced since its last hand-out rather than recounted,
+// and a hand-out that repeats the previous one is applied when the loop
+// next looks at its sources; and a request refused for load (503) is
+// decided when it is sent, without
 // asking the policy for a chunk first, and the requester is retried when
 // the sender frees an upload slot after the requester's backoff rather
 // than by polling (see admit). There are no readers, so no urgent chunks

@@ -5,7 +5,10 @@
 // (internal/swarm), the same Go code, not a copy — over a simulated network
 // of access links with upload and download capacities and latency, at chunk
 // granularity, on a virtual clock. A run is a pure function of its Config:
-// the same seed gives the same Result.
+// the same seed gives the same Result. Its cost is per chunk request and per
+// hand-out: past ChunkBudget it coarsens the chunks (Config.ChunkSize), and
+// past DrawBudget and RankBudget it repeats hand-outs between fresh ones
+// (Config.RerankEvery, HandoutSample).
 //
 // Each file opens with what it models and where it departs from the real
 // system: net.go (links and bandwidth sharing), loop.go (one peer's
