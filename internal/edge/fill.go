@@ -9,10 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -43,6 +47,13 @@ type fillResult struct {
 	// direct: neither stored nor buffered (too large); each client makes
 	// its own origin request and streams it.
 	direct bool
+
+	// What Cache-Status (RFC 9211) says about it.
+	fwd       string // why the origin was asked: uri-miss, vary-miss, stale, request; "" = it was not
+	fwdStatus int    // the origin's status, 0 if it did not answer
+	stored    bool   // the origin's response was stored
+	detail    string // e.g. stale-while-revalidate, stale-if-error
+	collapsed bool   // set per request: it waited on a fill another request started
 }
 
 type bufferedResponse struct {
@@ -51,46 +62,155 @@ type bufferedResponse struct {
 	body   []byte
 }
 
+// query is one cacheable request as the fill machinery sees it.
+type query struct {
+	primary string       // path and query
+	key     string       // the cache key: primary plus its secondary key, if its Vary is known
+	cc      cacheControl // the request's Cache-Control
+	fwd     http.Header  // request headers forwarded to the origin (negotiated and varied-on)
+	at      time.Time    // when the request arrived
+	// authorized: the request carries Authorization (forwarded, and part
+	// of the flight key). A stored response answers it only if marked
+	// public, s-maxage or must-revalidate, and only such a response to it
+	// is stored (RFC 9111 §3.5).
+	authorized bool
+}
+
+// usable reports whether the stored response m may answer q at all.
+func (q *query) usable(m meta) bool {
+	if !q.authorized {
+		return true
+	}
+	cc, _ := responseCC(metaGetter(m))
+	return cc.public || cc.hasSMaxAge || cc.mustRevalidate
+}
+
+// newQuery builds the query of a GET or HEAD for primary.
+func (s *Server) newQuery(r *http.Request, primary string) *query {
+	q := &query{primary: primary, key: primary, cc: requestCC(r), fwd: http.Header{}, at: s.now()}
+	names := s.vary.names(primary)
+	for _, n := range append(negotiatedHeaders, names...) {
+		if vs := r.Header.Values(n); len(vs) > 0 {
+			q.fwd[n] = vs
+		}
+	}
+	q.key = secondaryKey(primary, names, q.fwd)
+	if vs := r.Header.Values("Authorization"); len(vs) > 0 {
+		q.fwd["Authorization"] = vs
+		q.authorized = true
+	}
+	return q
+}
+
+// flightKey names the fill shared by requests: the same URL and the same
+// forwarded headers (so every waiter gets a response to its own request),
+// and a generation: waiters that time out on a slow fill start the next.
+func (q *query) flightKey(gen int) string {
+	var b strings.Builder
+	b.WriteString(q.primary)
+	for _, n := range slices.Sorted(maps.Keys(q.fwd)) {
+		b.WriteString(keySep)
+		b.WriteString(n)
+		b.WriteByte('=')
+		b.WriteString(normValue(q.fwd, n))
+	}
+	fmt.Fprintf(&b, "%s#%d", keySep, gen)
+	return b.String()
+}
+
+// maxFillGenerations bounds the origin fetches one burst of requests for a
+// URL can cause when fills are slower than the lock timeout: the first
+// fill, and one more each time its waiters give up on the previous one.
+const maxFillGenerations = 3
+
 func (s *Server) fresh(m meta) bool {
 	return age(m, s.now()) < lifetime(m, s.cfg.DefaultTTL)
 }
 
-// obtain returns a servable version of key: the cached one if fresh, else
-// the outcome of a coalesced fill. Only the wait depends on ctx.
-func (s *Server) obtain(ctx context.Context, key string) (*fillResult, error) {
-	if e, m, ok := s.cache.lookup(key); ok && s.fresh(m) {
-		return &fillResult{status: statusHit, entry: e}, nil
+// obtain returns a servable version for q: the stored one if the request
+// may use it, else the outcome of a collapsed fill. Waiters give a fill
+// LockTimeout before starting the next generation (at most
+// maxFillGenerations, the last waited for without limit), and retry once
+// in a new fill when the one they waited on failed to reach the origin.
+// Only the waiting depends on ctx.
+func (s *Server) obtain(ctx context.Context, q *query) (*fillResult, error) {
+	if e, m, ok := s.cache.lookup(q.key); ok && q.usable(m) {
+		switch s.stale.judge(m, q.cc, s.cfg.DefaultTTL, q.at) {
+		case useStored:
+			return &fillResult{status: statusHit, entry: e}, nil
+		case useRevalidate:
+			// Serve it now; one background fill revalidates it.
+			s.fills.do(q.flightKey(0), s.spawn, func() (*fillResult, error) { return s.fill(q) })
+			return &fillResult{status: statusStale, entry: e, detail: "stale-while-revalidate"}, nil
+		}
 	}
-	if s.passMemo.has(key, s.now()) {
-		return &fillResult{status: statusPass, direct: true}, nil
+	if q.cc.onlyIfCached {
+		return nil, errorf(http.StatusGatewayTimeout, "only-if-cached: %s is not stored fresh here", truncate(q.primary, 200))
 	}
-	c, err := s.fills.do(key, s.spawn, func() (*fillResult, error) { return s.fill(key) })
-	if err != nil {
-		return nil, err
+	if s.passMemo.has(q.primary, q.at) {
+		return &fillResult{status: statusPass, direct: true, fwd: "uri-miss"}, nil
 	}
-	return c.wait(ctx)
+	retried := false
+	for gen := 0; ; gen++ {
+		c, leader := s.fills.do(q.flightKey(gen), s.spawn, func() (*fillResult, error) { return s.fill(q) })
+		timeout := s.cfg.LockTimeout
+		if gen >= maxFillGenerations-1 {
+			timeout = 0
+		}
+		res, err := c.wait(ctx, timeout)
+		switch {
+		case errors.Is(err, errLockTimeout):
+			s.log.Info("fill slower than the lock timeout; starting another", "key", q.primary, "generation", gen+1)
+			continue
+		case err != nil && !leader && !retried && gen < maxFillGenerations-1 && errors.Is(err, errOrigin) && ctx.Err() == nil:
+			// The fill we waited on failed (its connection was reset, say):
+			// try once more, together with the others who waited.
+			retried = true
+			continue
+		case err != nil:
+			return nil, err
+		}
+		r := *res
+		r.collapsed = !leader
+		return &r, nil
+	}
 }
 
-// fill runs inside the flight for key.
-func (s *Server) fill(key string) (*fillResult, error) {
+// fill runs inside the flight for q.
+func (s *Server) fill(q *query) (*fillResult, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.FillTimeout)
 	defer cancel()
 
 	// Check again: a flight that ended just before this one started may
-	// have stored a fresh copy.
-	e, m, cached := s.cache.lookup(key)
-	if cached && s.fresh(m) {
+	// have stored a copy this request can use.
+	e, m, cached := s.cache.lookup(q.key)
+	if cached && !q.usable(m) {
+		e, m, cached = nil, meta{}, false
+	}
+	if cached && (m.Stored.After(q.at) || s.stale.judge(m, q.cc, s.cfg.DefaultTTL, s.now()) == useStored) {
 		return &fillResult{status: statusHit, entry: e}, nil
 	}
-	stale := func(why error) (*fillResult, error) {
-		s.log.Warn("origin failed; serving stale copy", "key", key, "err", why)
-		return &fillResult{status: statusStale, entry: e}, nil
+	fwd := "uri-miss"
+	switch {
+	case cached && q.cc.noCache:
+		fwd = "request"
+	case cached:
+		fwd = "stale"
+	case s.vary.names(q.primary) != nil:
+		fwd = "vary-miss"
 	}
-	canStale := cached && mayServeStale(m)
+	stale := func(why error, status int) (*fillResult, error) {
+		s.log.Warn("origin failed; serving stale copy", "key", q.primary, "err", why)
+		return &fillResult{status: statusStale, entry: e, fwd: fwd, fwdStatus: status, detail: "stale-if-error"}, nil
+	}
+	canStale := func() bool { return cached && s.stale.staleOnError(m, s.cfg.DefaultTTL, s.now()) }
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.originURL(key), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.originURL(q.primary), nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", errOrigin, key, err)
+		return nil, fmt.Errorf("%w: %s: %v", errOrigin, q.primary, err)
+	}
+	for n, vs := range q.fwd {
+		req.Header[n] = vs
 	}
 	s.originHeaders(req)
 	if cached {
@@ -105,38 +225,51 @@ func (s *Server) fill(key string) (*fillResult, error) {
 	defer func() { s.metrics.originFetchSeconds.Observe(time.Since(start).Seconds()) }()
 	resp, err := s.originDo(req)
 	if err != nil {
-		if canStale {
-			return stale(err)
+		if canStale() {
+			return stale(err, 0)
 		}
-		return nil, fmt.Errorf("%w: fetch %s: %w", errOrigin, key, err)
+		return nil, fmt.Errorf("%w: fetch %s: %w", errOrigin, q.primary, err)
 	}
 	defer resp.Body.Close()
+	resp.Body = s.idleBody(resp.Body, cancel)
 	now := s.now()
 
 	switch {
 	case cached && resp.StatusCode == http.StatusNotModified:
 		if err := s.cache.updateMeta(e, refreshMeta(m, resp.Header, now)); err != nil {
 			// The body is still good; the next request revalidates again.
-			s.log.Warn("cache: refresh after 304", "key", key, "err", err)
+			s.log.Warn("cache: refresh after 304", "key", q.primary, "err", err)
 		}
-		return &fillResult{status: statusRevalidated, entry: e}, nil
-	case canStale && resp.StatusCode >= 500:
-		return stale(fmt.Errorf("status %s", resp.Status))
-	case resp.StatusCode == http.StatusOK && storable(resp.Header):
-		res, err := s.store(key, resp, now)
-		if err != nil && canStale {
-			return stale(err)
+		return &fillResult{status: statusRevalidated, entry: e, fwd: fwd, fwdStatus: http.StatusNotModified}, nil
+	case resp.StatusCode >= 500 && canStale():
+		return stale(fmt.Errorf("status %s", resp.Status), resp.StatusCode)
+	case resp.StatusCode == http.StatusOK && storableFor(resp.Header, q.authorized) && !q.cc.noStore:
+		res, err := s.store(q, e, resp, now)
+		if err != nil && canStale() {
+			return stale(err, resp.StatusCode)
+		}
+		if res != nil {
+			res.fwd, res.fwdStatus = fwd, resp.StatusCode
 		}
 		return res, err
 	}
-	return s.passResult(key, resp)
+	res, err := s.passResult(q.primary, resp)
+	if res != nil {
+		res.fwd, res.fwdStatus = fwd, resp.StatusCode
+	}
+	return res, err
 }
 
-// store writes a 200 response into the cache.
-func (s *Server) store(key string, resp *http.Response, now time.Time) (*fillResult, error) {
+// store writes a 200 response into the cache under its secondary key.
+// prev is the version the fill started from (nil if none): if another fill
+// stored a newer one meanwhile, that one is served and this copy dropped,
+// so a burst of fills stores one response.
+func (s *Server) store(q *query, prev *entry, resp *http.Response, now time.Time) (*fillResult, error) {
+	names := varyNames(resp.Header)
+	key := secondaryKey(q.primary, names, q.fwd)
 	limit := s.maxStore()
 	if resp.ContentLength > limit {
-		return s.tooLarge(key, resp.ContentLength)
+		return s.tooLarge(q.primary, resp.ContentLength)
 	}
 	f, err := s.cache.createTemp()
 	if err != nil {
@@ -145,13 +278,13 @@ func (s *Server) store(key string, resp *http.Response, now time.Time) (*fillRes
 	n, err := io.Copy(f, io.LimitReader(resp.Body, limit+1))
 	switch {
 	case err != nil:
-		err = fmt.Errorf("%w: read %s: %w", errOrigin, key, err)
+		err = fmt.Errorf("%w: read %s: %w", errOrigin, q.primary, err)
 	case n > limit:
 		f.Close()
 		removeQuiet(f.Name())
-		return s.tooLarge(key, n)
+		return s.tooLarge(q.primary, n)
 	case resp.ContentLength >= 0 && n != resp.ContentLength:
-		err = fmt.Errorf("%w: %s: %d of %d bytes: %w", errOrigin, key, n, resp.ContentLength, errTruncated)
+		err = fmt.Errorf("%w: %s: %d of %d bytes: %w", errOrigin, q.primary, n, resp.ContentLength, errTruncated)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -163,13 +296,24 @@ func (s *Server) store(key string, resp *http.Response, now time.Time) (*fillRes
 		removeQuiet(f.Name())
 		return nil, err
 	}
-	e, err := s.cache.commit(f.Name(), newMeta(key, s.originURL(key), resp.Header, now, n))
+	if cur, _, ok := s.cache.lookup(key); ok && cur != prev {
+		removeQuiet(f.Name())
+		return &fillResult{status: statusHit, entry: cur, detail: "stored by another fill"}, nil
+	}
+	if !s.vary.learn(q.primary, names, key) {
+		removeQuiet(f.Name())
+		s.log.Info("cache: too many variants; passing through", "key", q.primary, "vary", names)
+		s.passMemo.add(q.primary, now.Add(s.cfg.DefaultTTL))
+		return &fillResult{status: statusPass, direct: true}, nil
+	}
+	m := newMeta(key, s.originURL(q.primary), resp.Header, now, n)
+	e, err := s.cache.commit(f.Name(), m)
 	if err != nil {
 		removeQuiet(f.Name())
 		return nil, err
 	}
-	s.log.Debug("cache: stored", "key", key, "bytes", n)
-	return &fillResult{status: statusMiss, entry: e}, nil
+	s.log.Debug("cache: stored", "key", q.primary, "bytes", n, "vary", names)
+	return &fillResult{status: statusMiss, entry: e, stored: true}, nil
 }
 
 func (s *Server) tooLarge(key string, size int64) (*fillResult, error) {
@@ -224,7 +368,7 @@ func (s *Server) originDo(req *http.Request) (*http.Response, error) {
 // newMeta builds the metadata of a response received at now.
 func newMeta(key, url string, h http.Header, now time.Time, size int64) meta {
 	m := meta{V: metaVersion, Key: key, URL: url, Status: http.StatusOK, Header: map[string]string{}, Stored: now, Size: size}
-	for _, name := range storedHeaders {
+	for _, name := range slices.Concat(storedHeaders, semanticHeaders) {
 		if vs := h.Values(name); len(vs) > 0 {
 			m.Header[name] = strings.Join(vs, ", ")
 		}
@@ -242,7 +386,7 @@ func refreshMeta(m meta, h http.Header, now time.Time) meta {
 	for k, v := range m.Header {
 		n.Header[k] = v
 	}
-	for _, name := range []string{"Cache-Control", "Expires", "Date"} {
+	for _, name := range []string{"Cache-Control", "CDN-Cache-Control", "Expires", "Date", "Surrogate-Key", "Surrogate-Control"} {
 		if vs := h.Values(name); len(vs) > 0 {
 			n.Header[name] = strings.Join(vs, ", ")
 		} else if name == "Date" {
@@ -283,18 +427,41 @@ func endToEnd(h http.Header) http.Header {
 }
 
 // passThrough streams one origin response to one client without storing
-// it. A body that ends early aborts the client's response rather than
-// completing it as if whole.
-func (s *Server) passThrough(w http.ResponseWriter, r *http.Request, key string) error {
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, s.originURL(key), nil)
+// it. With all, the client's end-to-end headers and body go to the origin
+// (unsafe methods, Authorization); otherwise only what a cacheable fetch
+// forwards plus the client's own range and conditions (nothing is stored,
+// so they apply). A body that ends early aborts the client's response
+// rather than completing it as if whole. After an unsafe method the origin
+// accepted, the URL's stored versions are invalidated.
+func (s *Server) passThrough(w http.ResponseWriter, r *http.Request, key string, res *fillResult, all bool) error {
+	var body io.Reader
+	if all && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		body = r.Body
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, r.Method, s.originURL(key), body)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", errOrigin, key, err)
 	}
+	if all {
+		req.Header = endToEnd(r.Header)
+		req.ContentLength = r.ContentLength
+	} else {
+		for _, h := range append(negotiatedHeaders, "Range", "If-Range", "If-None-Match", "If-Modified-Since") {
+			if vs := r.Header.Values(h); len(vs) > 0 {
+				req.Header[h] = vs
+			}
+		}
+	}
 	s.originHeaders(req)
-	// Nothing is stored, so the client's own range and conditions apply.
-	for _, h := range []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since"} {
-		if v := r.Header.Get(h); v != "" {
-			req.Header.Set(h, v)
+	if all {
+		if v := r.Header.Get("User-Agent"); v != "" {
+			req.Header.Set("User-Agent", v)
+		}
+		req.Header.Del("Accept-Encoding") // the client's own; the transport does not decompress
+		if vs := r.Header.Values("Accept-Encoding"); len(vs) > 0 {
+			req.Header["Accept-Encoding"] = vs
 		}
 	}
 	start := time.Now()
@@ -303,13 +470,23 @@ func (s *Server) passThrough(w http.ResponseWriter, r *http.Request, key string)
 		return fmt.Errorf("%w: fetch %s: %w", errOrigin, key, err)
 	}
 	defer resp.Body.Close()
+	resp.Body = s.idleBody(resp.Body, cancel)
 	defer func() { s.metrics.originFetchSeconds.Observe(time.Since(start).Seconds()) }()
+	if !safeMethod(r.Method) && resp.StatusCode < 400 {
+		s.invalidate(key)
+		for _, name := range []string{"Location", "Content-Location"} {
+			if k, ok := s.sameOriginKey(r, resp.Header.Get(name)); ok {
+				s.invalidate(k)
+			}
+		}
+	}
 	h := w.Header()
 	for k, v := range endToEnd(resp.Header) {
 		h[k] = v
 	}
-	h.Set("X-Cache", statusPass)
-	s.countStatus(statusPass)
+	r2 := *res
+	r2.fwdStatus = resp.StatusCode
+	s.decorate(h, &r2, 0, false)
 	w.WriteHeader(resp.StatusCode)
 	if r.Method == http.MethodHead {
 		return nil
@@ -322,6 +499,68 @@ func (s *Server) passThrough(w http.ResponseWriter, r *http.Request, key string)
 		return fmt.Errorf("pass %s after %d bytes: %w: %w", key, n, errAbort, err)
 	}
 	return nil
+}
+
+// errOriginIdle: the origin sent no body bytes for OriginIdleTimeout.
+var errOriginIdle = errors.New("origin sent nothing for the idle timeout")
+
+// idleBody wraps an origin response body so that cancel is called (ending
+// the request) once no byte has arrived for OriginIdleTimeout; reads then
+// fail with errOriginIdle.
+func (s *Server) idleBody(b io.ReadCloser, cancel context.CancelFunc) io.ReadCloser {
+	ib := &idleBody{ReadCloser: b, d: s.cfg.OriginIdleTimeout}
+	ib.t = time.AfterFunc(ib.d, func() { ib.fired.Store(true); cancel() })
+	return ib
+}
+
+type idleBody struct {
+	io.ReadCloser
+	d     time.Duration
+	t     *time.Timer
+	fired atomic.Bool
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.t.Reset(b.d)
+	}
+	if err != nil && b.fired.Load() {
+		err = fmt.Errorf("%w (%v): %w", errOriginIdle, b.d, err)
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	b.t.Stop()
+	return b.ReadCloser.Close()
+}
+
+// safeMethod: the methods that do not invalidate (RFC 9110 §9.2.1).
+func safeMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// sameOriginKey returns the cache key of ref (a Location or
+// Content-Location value) if it names this edge's own content.
+func (s *Server) sameOriginKey(r *http.Request, ref string) (string, bool) {
+	if ref == "" {
+		return "", false
+	}
+	u, err := url.Parse(ref)
+	if err != nil {
+		return "", false
+	}
+	if u.Host != "" && !strings.EqualFold(u.Host, r.Host) {
+		return "", false
+	}
+	u = r.URL.ResolveReference(u)
+	k, err := cacheKey(u)
+	return k, err == nil
 }
 
 // passMemo remembers keys whose objects are too large to store or buffer,

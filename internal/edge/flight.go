@@ -7,7 +7,9 @@ package edge
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"time"
 )
 
 type group[T any] struct {
@@ -23,14 +25,14 @@ type call[T any] struct {
 
 // do returns the call in flight for key, or starts fn as a new one through
 // spawn (which runs it in a goroutine the server tracks, or refuses once the
-// server is closed).
-func (g *group[T]) do(key string, spawn func(func()) error, fn func() (T, error)) (*call[T], error) {
+// server is closed). leader reports that this caller started the call.
+func (g *group[T]) do(key string, spawn func(func()) error, fn func() (T, error)) (c *call[T], leader bool) {
 	g.mu.Lock()
 	if c, ok := g.calls[key]; ok {
 		g.mu.Unlock()
-		return c, nil
+		return c, false
 	}
-	c := &call[T]{done: make(chan struct{})}
+	c = &call[T]{done: make(chan struct{})}
 	if g.calls == nil {
 		g.calls = make(map[string]*call[T])
 	}
@@ -53,16 +55,28 @@ func (g *group[T]) do(key string, spawn func(func()) error, fn func() (T, error)
 		c.err = err
 		close(c.done)
 	}
-	return c, nil
+	return c, true
 }
 
-// wait blocks until the call ends or ctx does.
-func (c *call[T]) wait(ctx context.Context) (T, error) {
+// errLockTimeout: a call did not end within the time a waiter gives it.
+var errLockTimeout = errors.New("timed out waiting for the request in flight")
+
+// wait blocks until the call ends or ctx does, or, if timeout > 0, until
+// timeout has passed (errLockTimeout).
+func (c *call[T]) wait(ctx context.Context, timeout time.Duration) (T, error) {
+	var expired <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	var zero T
 	select {
 	case <-c.done:
 		return c.val, c.err
 	case <-ctx.Done():
-		var zero T
 		return zero, ctx.Err()
+	case <-expired:
+		return zero, errLockTimeout
 	}
 }

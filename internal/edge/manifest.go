@@ -38,8 +38,11 @@ func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// The manifest describes the object as the edge fetches it for a
+	// request without negotiation headers.
+	q := s.newQuery(&http.Request{Header: http.Header{}}, key)
 	for range maxServeAttempts {
-		res, err := s.obtain(r.Context(), key)
+		res, err := s.obtain(r.Context(), q)
 		if err != nil {
 			return err
 		}
@@ -85,11 +88,8 @@ func (s *Server) manifestFor(ctx context.Context, e *entry) (builtManifest, erro
 	if man, enc := s.cache.manifest(e); man != nil {
 		return builtManifest{man, enc}, nil
 	}
-	c, err := s.builds.do(e.id, s.spawn, func() (builtManifest, error) { return s.buildManifest(e) })
-	if err != nil {
-		return builtManifest{}, err
-	}
-	return c.wait(ctx)
+	c, _ := s.builds.do(e.id, s.spawn, func() (builtManifest, error) { return s.buildManifest(e) })
+	return c.wait(ctx, 0)
 }
 
 func (s *Server) buildManifest(e *entry) (builtManifest, error) {
@@ -102,7 +102,7 @@ func (s *Server) buildManifest(e *entry) (builtManifest, error) {
 	}
 	defer f.Close()
 	r := bufio.NewReaderSize(ctxReader{s.ctx, f}, 1<<20)
-	man, err := core.BuildManifest(r, e.key, m.validator(), m.Header["Content-Type"], m.Size, s.chunkSize(m.Size))
+	man, err := core.BuildManifest(r, primaryKey(e.key), m.validator(), m.Header["Content-Type"], m.Size, s.chunkSize(m.Size))
 	if err != nil {
 		return builtManifest{}, fmt.Errorf("manifest of %s: %w", e.key, err)
 	}

@@ -19,29 +19,48 @@ import (
 const maxServeAttempts = 3
 
 func (s *Server) handleContent(w http.ResponseWriter, r *http.Request) error {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		return errorf(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
-	}
 	key, err := cacheKey(r.URL)
 	if err != nil {
 		return err
 	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return s.forwardUnsafe(w, r, key)
+	}
+	q := s.newQuery(r, key)
 	for range maxServeAttempts {
-		res, err := s.obtain(r.Context(), key)
+		res, err := s.obtain(r.Context(), q)
 		switch {
 		case err != nil:
 			return err
 		case res.direct:
-			return s.passThrough(w, r, key)
+			return s.passThrough(w, r, key, res, q.authorized)
 		case res.pass != nil:
-			return s.replay(w, r, res.pass)
+			return s.replay(w, r, res)
 		}
-		if err := s.serveEntry(w, r, res.entry, res.status); !errors.Is(err, errNotCached) {
+		if err := s.serveEntry(w, r, res); !errors.Is(err, errNotCached) {
 			return err
 		}
 	}
 	return errorf(http.StatusServiceUnavailable, "%s was evicted while being served; retry", key)
+}
+
+// forwardUnsafe passes any other method to the origin, body and all, and
+// invalidates what the edge stores for the URL when the origin accepted it
+// (RFC 9111 §4.4), and for the same-origin Location and Content-Location
+// it names.
+func (s *Server) forwardUnsafe(w http.ResponseWriter, r *http.Request, key string) error {
+	return s.passThrough(w, r, key, &fillResult{status: statusPass, fwd: "method"}, true)
+}
+
+// invalidate drops every stored version of the URL key (each of its
+// secondary keys too).
+func (s *Server) invalidate(key string) {
+	keys := append(s.vary.take(key), key)
+	for _, k := range keys {
+		if e, _, ok := s.cache.lookup(k); ok {
+			s.cache.remove(e)
+		}
+	}
 }
 
 // cacheKey is the object's path and query as the client sent them.
@@ -61,35 +80,35 @@ func cacheKey(u *url.URL) (string, error) {
 
 // serveEntry serves a stored version; net/http handles Range, If-Range and
 // conditional requests against the stored validators.
-func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, e *entry, status string) error {
-	f, m, err := s.cache.open(e)
+func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, res *fillResult) error {
+	f, m, err := s.cache.open(res.entry)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	h := w.Header()
 	for k, v := range m.Header {
-		if k != "Date" { // the response's own Date is set by net/http
+		if !hiddenHeaders[k] {
 			h.Set(k, v)
 		}
 	}
-	h.Set("Age", strconv.FormatInt(int64(age(m, s.now()).Seconds()), 10))
-	h.Set("X-Cache", status)
-	s.countStatus(status)
+	now := s.now()
+	h.Set("Age", strconv.FormatInt(int64(age(m, now).Seconds()), 10))
+	s.decorate(h, res, ttl(m, s.cfg.DefaultTTL, now), true)
 	modtime, _ := http.ParseTime(m.Header["Last-Modified"])
 	http.ServeContent(w, r, "", modtime, f)
 	return nil
 }
 
 // replay sends a buffered uncacheable response.
-func (s *Server) replay(w http.ResponseWriter, r *http.Request, p *bufferedResponse) error {
+func (s *Server) replay(w http.ResponseWriter, r *http.Request, res *fillResult) error {
+	p := res.pass
 	h := w.Header()
 	for k, v := range p.header {
 		h[k] = v
 	}
-	h.Set("X-Cache", statusPass)
+	s.decorate(h, res, 0, false)
 	h.Set("Content-Length", strconv.Itoa(len(p.body)))
-	s.countStatus(statusPass)
 	w.WriteHeader(p.status)
 	if r.Method != http.MethodHead {
 		if _, err := w.Write(p.body); err != nil {

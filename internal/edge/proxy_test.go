@@ -122,8 +122,15 @@ func TestHitHeadersAndRange(t *testing.T) {
 	if got := o.requests.Load(); got != 1 {
 		t.Errorf("origin requests = %d, want 1", got)
 	}
-	if post := e.do(t, http.MethodPost, "/a.js", []byte("x")); post.status != http.StatusMethodNotAllowed {
-		t.Errorf("POST: status %d, want 405", post.status)
+	// An unsafe method goes to the origin and invalidates the stored copy.
+	if post := e.do(t, http.MethodPost, "/a.js", []byte("x")); post.status != http.StatusOK || post.header.Get("X-Cache") != "PASS" {
+		t.Errorf("POST: status %d, X-Cache %q; want the origin's 200, PASS", post.status, post.header.Get("X-Cache"))
+	}
+	if got := o.requests.Load(); got != 2 {
+		t.Errorf("origin requests after POST = %d, want 2", got)
+	}
+	if r := e.get(t, "/a.js"); r.header.Get("X-Cache") != "MISS" {
+		t.Errorf("GET after POST: X-Cache %q, want MISS (invalidated)", r.header.Get("X-Cache"))
 	}
 }
 

@@ -50,6 +50,22 @@ type Config struct {
 	// DefaultTTL is the freshness of responses without explicit expiry or
 	// Last-Modified; 0 means 60s.
 	DefaultTTL time.Duration `yaml:"default_ttl"`
+	// LockTimeout is how long requests collapsed onto a fill wait for it
+	// before one of them starts another (at most 3 fetches per burst; the
+	// last is waited for until FillTimeout). 0 means 10s.
+	LockTimeout time.Duration `yaml:"lock_timeout"`
+	// StaleIfError is how long past its freshness a stored response with
+	// no stale-if-error directive may be served when the origin fails or
+	// answers 5xx; -1 means never. 0 means 1h.
+	StaleIfError time.Duration `yaml:"stale_if_error"`
+	// MaxStaleIfError and MaxStaleWhileRevalidate cap the origin's
+	// stale-if-error and stale-while-revalidate (RFC 5861). 0 means 24h and
+	// 1h.
+	MaxStaleIfError         time.Duration `yaml:"max_stale_if_error"`
+	MaxStaleWhileRevalidate time.Duration `yaml:"max_stale_while_revalidate"`
+	// OriginIdleTimeout gives up an origin response whose body sends
+	// nothing for this long (between bytes). 0 means 30s.
+	OriginIdleTimeout time.Duration `yaml:"origin_idle_timeout"`
 	// FillTimeout bounds one origin fetch into the cache (it runs detached
 	// from the clients waiting on it); 0 means 10m.
 	FillTimeout time.Duration `yaml:"fill_timeout"`
@@ -83,6 +99,24 @@ func (c Config) applyDefaults() Config {
 	if c.FillTimeout == 0 {
 		c.FillTimeout = 10 * time.Minute
 	}
+	if c.OriginIdleTimeout == 0 {
+		c.OriginIdleTimeout = 30 * time.Second
+	}
+	if c.LockTimeout == 0 {
+		c.LockTimeout = 10 * time.Second
+	}
+	switch c.StaleIfError {
+	case 0:
+		c.StaleIfError = time.Hour
+	case -1:
+		c.StaleIfError = -1 // staleness is never ≤ −1ns
+	}
+	if c.MaxStaleIfError == 0 {
+		c.MaxStaleIfError = 24 * time.Hour
+	}
+	if c.MaxStaleWhileRevalidate == 0 {
+		c.MaxStaleWhileRevalidate = time.Hour
+	}
 	if c.AnnounceInterval == 0 {
 		c.AnnounceInterval = 500 * time.Millisecond
 	}
@@ -107,7 +141,8 @@ func (c Config) validate() error {
 		return errors.New("edge config: negative cache limit")
 	case c.ChunkSize != 0 && !core.ValidChunkSize(c.ChunkSize):
 		return fmt.Errorf("edge config: ChunkSize %d is not a power of two in [%d,%d]", c.ChunkSize, core.MinChunkSize, core.MaxChunkSize)
-	case c.DefaultTTL < 0 || c.FillTimeout < 0 || c.AnnounceInterval < 0:
+	case c.DefaultTTL < 0 || c.FillTimeout < 0 || c.AnnounceInterval < 0 || c.LockTimeout < 0 || c.OriginIdleTimeout < 0 ||
+		c.StaleIfError < -1 || c.MaxStaleIfError < 0 || c.MaxStaleWhileRevalidate < 0:
 		return errors.New("edge config: negative duration")
 	}
 	return nil
@@ -154,7 +189,9 @@ type Server struct {
 	metrics    *metrics
 	handler    http.Handler
 
-	fills    group[*fillResult]   // by cache key
+	stale    stalePolicy
+	vary     varyIndex
+	fills    group[*fillResult]   // by query.flightKey
 	builds   group[builtManifest] // by version id
 	passMemo passMemo
 	usage    usage
@@ -187,6 +224,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		servers:    make(map[*http.Server]struct{}),
 	}
 	s.keyID = core.KeyIDOf(s.pub)
+	s.stale = stalePolicy{defaultIfError: cfg.StaleIfError, maxIfError: cfg.MaxStaleIfError, maxWhileRevalidate: cfg.MaxStaleWhileRevalidate}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}

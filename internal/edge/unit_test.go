@@ -159,19 +159,23 @@ func TestFlightGroup(t *testing.T) {
 	release := make(chan struct{})
 	var runs atomic.Int32
 	fn := func() (int, error) { runs.Add(1); <-release; return 42, nil }
-	c1, _ := g.do("k", spawn, fn)
-	c2, _ := g.do("k", spawn, fn)
-	if c1 != c2 {
-		t.Fatal("same key, two calls")
+	c1, lead1 := g.do("k", spawn, fn)
+	c2, lead2 := g.do("k", spawn, fn)
+	if c1 != c2 || !lead1 || lead2 {
+		t.Fatalf("same key: same call %v, leaders %v %v; want one call, the first caller leading", c1 == c2, lead1, lead2)
+	}
+	// A waiter's timeout ends its wait, not the call.
+	if _, err := c1.wait(context.Background(), 10*time.Millisecond); !errors.Is(err, errLockTimeout) {
+		t.Fatalf("timed-out wait: %v", err)
 	}
 	// A waiter whose context ends stops waiting; the call goes on.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := c1.wait(ctx); !errors.Is(err, context.Canceled) {
+	if _, err := c1.wait(ctx, 0); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled wait: %v", err)
 	}
 	close(release)
-	if v, err := c2.wait(context.Background()); v != 42 || err != nil {
+	if v, err := c2.wait(context.Background(), 0); v != 42 || err != nil {
 		t.Fatalf("wait = %d, %v", v, err)
 	}
 	wg.Wait()
@@ -180,7 +184,7 @@ func TestFlightGroup(t *testing.T) {
 	}
 	refused := errors.New("closed")
 	c3, _ := g.do("k", func(func()) error { return refused }, fn)
-	if _, err := c3.wait(context.Background()); !errors.Is(err, refused) {
+	if _, err := c3.wait(context.Background(), 0); !errors.Is(err, refused) {
 		t.Fatalf("refused spawn: %v", err)
 	}
 }
