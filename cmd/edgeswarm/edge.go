@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/ed25519"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -18,6 +19,7 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 	var (
 		cfg                  edge.Config
 		listen, size, keyArg string
+		tlsCert, tlsKey      string
 		chunk                string
 	)
 	cmd := &cobra.Command{
@@ -59,6 +61,19 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 				s.Close()
 				return err
 			}
+			if tlsCert != "" || tlsKey != "" {
+				cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
+				if err != nil {
+					s.Close()
+					ln.Close()
+					return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+				}
+				ln = tls.NewListener(ln, &tls.Config{
+					Certificates: []tls.Certificate{cert},
+					NextProtos:   []string{"h2", "http/1.1"},
+					MinVersion:   tls.VersionTLS12,
+				})
+			}
 			pub := cfg.SigningKey.Public().(ed25519.PublicKey)
 			log.Info("edge serving", "addr", ln.Addr().String(), "origin", cfg.Origin, "cache_dir", cfg.CacheDir,
 				"public_key", hex.EncodeToString(pub))
@@ -69,7 +84,9 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Origin, "origin", "", "origin base URL, e.g. http://127.0.0.1:9000 (required)")
-	f.StringVar(&listen, "listen", "127.0.0.1:8080", "address to listen on")
+	f.StringVar(&listen, "listen", "127.0.0.1:8080", "address to listen on (HTTP/1.1 and cleartext HTTP/2 with prior knowledge; with --tls-cert, HTTPS with HTTP/2)")
+	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate chain: serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN)")
+	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringVar(&cfg.CacheDir, "cache-dir", "", "cache directory (required)")
 	f.StringVar(&size, "cache-size", "10GiB", "disk cache budget, e.g. 512MiB, 10GiB")
 	f.StringVar(&chunk, "chunk-size", "0", "manifest chunk size, a power of two such as 256KiB; 0 picks one per object")

@@ -435,8 +435,10 @@ func endToEnd(h http.Header) http.Header {
 // accepted, the URL's stored versions are invalidated.
 func (s *Server) passThrough(w http.ResponseWriter, r *http.Request, key string, res *fillResult, all bool) error {
 	var body io.Reader
+	var cb *clientBody
 	if all && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		body = r.Body
+		cb = &clientBody{r: r.Body}
+		body = cb
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -467,6 +469,10 @@ func (s *Server) passThrough(w http.ResponseWriter, r *http.Request, key string,
 	start := time.Now()
 	resp, err := s.originDo(req)
 	if err != nil {
+		if cb != nil && cb.err != nil {
+			w.Header().Set("Connection", "close")
+			return errorf(http.StatusBadRequest, "request body: %v", cb.err)
+		}
 		return fmt.Errorf("%w: fetch %s: %w", errOrigin, key, err)
 	}
 	defer resp.Body.Close()
@@ -499,6 +505,21 @@ func (s *Server) passThrough(w http.ResponseWriter, r *http.Request, key string,
 		return fmt.Errorf("pass %s after %d bytes: %w: %w", key, n, errAbort, err)
 	}
 	return nil
+}
+
+// clientBody remembers why reading a client's request body failed, to tell
+// a malformed request (400) from a failing origin (502).
+type clientBody struct {
+	r   io.Reader
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
 }
 
 // errOriginIdle: the origin sent no body bytes for OriginIdleTimeout.

@@ -23,6 +23,12 @@ func (s *Server) handleContent(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if len(r.TransferEncoding) > 0 {
+		// A chunked request may also have carried a Content-Length that
+		// net/http dropped: answer it and close the connection (RFC 9112
+		// §6.1), so nothing after its body is ever read as a request.
+		w.Header().Set("Connection", "close")
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return s.forwardUnsafe(w, r, key)
 	}
@@ -74,8 +80,29 @@ func cacheKey(u *url.URL) (string, error) {
 		return "", errorf(http.StatusBadRequest, "request path %q does not start with /", truncate(key, 80))
 	case len(key) > core.MaxURLLen:
 		return "", errorf(http.StatusRequestURITooLong, "request URI longer than %d bytes", core.MaxURLLen)
+	case unsafePath(u.Path):
+		return "", errorf(http.StatusBadRequest, "request path %q has a dot segment or a control byte", truncate(key, 80))
 	}
 	return key, nil
+}
+
+// unsafePath reports a decoded path with a "." or ".." segment (which
+// some origin would resolve upward), a backslash (which some treat as a
+// separator), or a control byte such as NUL. Such paths are refused: no
+// client has a reason to send them, and an origin serving files must
+// never see them.
+func unsafePath(p string) bool {
+	for _, c := range []byte(p) {
+		if c < 0x20 || c == 0x7f || c == '\\' {
+			return true
+		}
+	}
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // serveEntry serves a stored version; net/http handles Range, If-Range and
@@ -95,6 +122,7 @@ func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, res *fillRes
 	now := s.now()
 	h.Set("Age", strconv.FormatInt(int64(age(m, now).Seconds()), 10))
 	s.decorate(h, res, ttl(m, s.cfg.DefaultTTL, now), true)
+	normalizeRange(r.Header, m.Size)
 	modtime, _ := http.ParseTime(m.Header["Last-Modified"])
 	http.ServeContent(w, r, "", modtime, f)
 	return nil

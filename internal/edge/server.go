@@ -312,6 +312,20 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	s.serve(w, r, kind, h)
 }
 
+// maxStreamsPerConn bounds the HTTP/2 streams one connection may have open,
+// and so the handlers it can keep busy.
+const maxStreamsPerConn = 100
+
+// serverProtocols: HTTP/1.1, HTTP/2 over TLS (when ln is a TLS listener
+// offering "h2") and cleartext HTTP/2 with prior knowledge (h2c).
+func serverProtocols() *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
+	return &p
+}
+
 // Serve accepts connections on ln until Close; it returns nil after Close.
 func (s *Server) Serve(ln net.Listener) error {
 	srv := &http.Server{
@@ -320,6 +334,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		Protocols:         serverProtocols(),
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:          maxStreamsPerConn,
+			MaxReceiveBufferPerConnection: 1 << 20,
+			MaxReceiveBufferPerStream:     256 << 10,
+		},
 	}
 	s.mu.Lock()
 	if s.closed {
