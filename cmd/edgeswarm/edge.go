@@ -4,9 +4,13 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,10 +24,13 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 		cfg                  edge.Config
 		listen, size, keyArg string
 		tlsCert, tlsKey      string
+		cfgFile              string
+		adminListen          string
+		adminTokenFile       string
 		chunk                string
 	)
 	cmd := &cobra.Command{
-		Use:   "edge --origin URL --listen ADDR --cache-dir DIR [--cache-size BYTES]",
+		Use:   "edge (--origin URL --cache-dir DIR | --config FILE) [--listen ADDR] [--cache-size BYTES]",
 		Short: "Run an edge: caching reverse proxy, manifest signer and swarm coordinator",
 		Long: "edge is a caching reverse proxy in front of --origin that coalesces concurrent misses\n" +
 			"into one origin fetch, signs a manifest per object version, serves chunks and\n" +
@@ -36,10 +43,32 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if cfg.CacheSize, err = units.ParseBytes(size); err != nil {
-				return fmt.Errorf("--cache-size: %w", err)
+			changed := cmd.Flags().Changed
+			if cfgFile != "" {
+				fc, err := readEdgeConfig(cfgFile)
+				if err != nil {
+					return err
+				}
+				cfg = overlayFlags(fc.Config(), cfg, changed)
+				for _, v := range []struct {
+					flag string
+					dst  *string
+					val  string
+				}{{"listen", &listen, fc.Listen}, {"tls-cert", &tlsCert, fc.TLSCert}, {"tls-key", &tlsKey, fc.TLSKey}, {"key-file", &keyArg, fc.KeyFile},
+					{"admin-listen", &adminListen, fc.AdminListen}, {"admin-token-file", &adminTokenFile, fc.AdminTokenFile}} {
+					if !changed(v.flag) && v.val != "" {
+						*v.dst = v.val
+					}
+				}
+			} else if cfg.Origin == "" || cfg.CacheDir == "" {
+				return errors.New("give --origin and --cache-dir, or --config FILE")
 			}
-			if chunk != "" && chunk != "0" {
+			if cfgFile == "" || changed("cache-size") {
+				if cfg.CacheSize, err = units.ParseBytes(size); err != nil {
+					return fmt.Errorf("--cache-size: %w", err)
+				}
+			}
+			if chunk != "" && chunk != "0" && (cfgFile == "" || changed("chunk-size")) {
 				cs, err := units.ParseBytes(chunk)
 				if err != nil {
 					return fmt.Errorf("--chunk-size: %w", err)
@@ -52,9 +81,23 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 			if cfg.SigningKey, err = edge.LoadOrCreateKey(keyArg); err != nil {
 				return err
 			}
+			if adminListen != "" {
+				if cfg.AdminToken, err = adminToken(adminTokenFile); err != nil {
+					return err
+				}
+			}
 			s, err := edge.New(cfg, edge.Deps{Logger: log})
 			if err != nil {
 				return err
+			}
+			if adminListen != "" {
+				aln, err := net.Listen("tcp", adminListen)
+				if err != nil {
+					s.Close()
+					return fmt.Errorf("--admin-listen: %w", err)
+				}
+				log.Info("edge admin (purge API) serving", "addr", aln.Addr().String())
+				go s.ServeAdmin(aln)
 			}
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
@@ -75,7 +118,7 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 				})
 			}
 			pub := cfg.SigningKey.Public().(ed25519.PublicKey)
-			log.Info("edge serving", "addr", ln.Addr().String(), "origin", cfg.Origin, "cache_dir", cfg.CacheDir,
+			log.Info("edge serving", "addr", ln.Addr().String(), "origin", cfg.Origin, "properties", len(cfg.Properties), "cache_dir", cfg.CacheDir,
 				"public_key", hex.EncodeToString(pub))
 			ctx, stop := signalContext()
 			defer stop()
@@ -83,11 +126,11 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.Origin, "origin", "", "origin base URL, e.g. http://127.0.0.1:9000 (required)")
+	f.StringVar(&cfg.Origin, "origin", "", "origin base URL, e.g. http://127.0.0.1:9000: one origin for every host (or --config)")
 	f.StringVar(&listen, "listen", "127.0.0.1:8080", "address to listen on (HTTP/1.1 and cleartext HTTP/2 with prior knowledge; with --tls-cert, HTTPS with HTTP/2)")
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate chain: serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN)")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
-	f.StringVar(&cfg.CacheDir, "cache-dir", "", "cache directory (required)")
+	f.StringVar(&cfg.CacheDir, "cache-dir", "", "cache directory (required, here or in --config)")
 	f.StringVar(&size, "cache-size", "10GiB", "disk cache budget, e.g. 512MiB, 10GiB")
 	f.StringVar(&chunk, "chunk-size", "0", "manifest chunk size, a power of two such as 256KiB; 0 picks one per object")
 	f.DurationVar(&cfg.DefaultTTL, "default-ttl", time.Minute, "freshness when the origin sends no Cache-Control, Expires or Last-Modified")
@@ -98,7 +141,64 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 	f.DurationVar(&cfg.MaxStaleWhileRevalidate, "max-stale-while-revalidate", time.Hour, "cap on the origin's stale-while-revalidate")
 	f.IntVar(&cfg.MaxChunkUploads, "max-chunk-uploads", 64, "chunk uploads served at once; past it peers get 503 and ask again shortly")
 	f.StringVar(&keyArg, "key-file", "", "ed25519 manifest-signing key file (default CACHE-DIR/edge.key; created if absent)")
-	cmd.MarkFlagRequired("origin")
-	cmd.MarkFlagRequired("cache-dir")
+	f.StringVar(&adminListen, "admin-listen", "", "address of the admin listener (purge API); keep it private")
+	f.StringVar(&adminTokenFile, "admin-token-file", "", "file holding the admin token (Authorization: Bearer TOKEN); default: $EDGESWARM_ADMIN_TOKEN")
+	f.StringVar(&cfgFile, "config", "", "YAML configuration file (properties: hostnames → origin and cache policy; see docs/OPERATIONS.md); flags given explicitly override it")
 	return cmd
+}
+
+// readEdgeConfig reads and checks an edge configuration file.
+func readEdgeConfig(path string) (*edge.File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, edge.MaxConfigFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	fc, err := edge.ParseConfigFile(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return fc, nil
+}
+
+// overlayFlags returns file with the settings of the flags given
+// explicitly (changed) taken from flags instead.
+func overlayFlags(file, flags edge.Config, changed func(string) bool) edge.Config {
+	for name, apply := range map[string]func(){
+		"origin":                     func() { file.Origin, file.Properties = flags.Origin, nil },
+		"cache-dir":                  func() { file.CacheDir = flags.CacheDir },
+		"default-ttl":                func() { file.DefaultTTL = flags.DefaultTTL },
+		"lock-timeout":               func() { file.LockTimeout = flags.LockTimeout },
+		"origin-idle-timeout":        func() { file.OriginIdleTimeout = flags.OriginIdleTimeout },
+		"stale-if-error":             func() { file.StaleIfError = flags.StaleIfError },
+		"max-stale-if-error":         func() { file.MaxStaleIfError = flags.MaxStaleIfError },
+		"max-stale-while-revalidate": func() { file.MaxStaleWhileRevalidate = flags.MaxStaleWhileRevalidate },
+		"max-chunk-uploads":          func() { file.MaxChunkUploads = flags.MaxChunkUploads },
+	} {
+		if changed(name) {
+			apply()
+		}
+	}
+	return file
+}
+
+// adminToken reads the purge API's token from path, or from
+// $EDGESWARM_ADMIN_TOKEN when path is empty; it must not be empty.
+func adminToken(path string) (string, error) {
+	tok := os.Getenv("EDGESWARM_ADMIN_TOKEN")
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("--admin-token-file: %w", err)
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	if len(tok) < 16 {
+		return "", errors.New("--admin-listen needs a token of at least 16 characters: --admin-token-file FILE or $EDGESWARM_ADMIN_TOKEN")
+	}
+	return tok, nil
 }

@@ -2,22 +2,26 @@ package edge
 
 // The disk cache: one data file, one metadata file and (once built) one
 // manifest file per stored object version, an in-memory index rebuilt from
-// the metadata at startup, and LRU eviction within a byte budget.
+// the metadata at startup, and eviction within a byte budget by a policy
+// from internal/cachepolicy (S3-FIFO; docs/BENCHMARKS.md says why).
 //
 // Layout under the cache dir:
 //
 //	objects/ab/<id>.data      the body, exactly meta.Size bytes
-//	objects/ab/<id>.meta      JSON meta; its presence commits the version
+//	objects/ab/<id>.meta      JSON meta and the body's block checksums;
+//	                          its presence commits the version
 //	objects/ab/<id>.manifest  the signed, encoded manifest
 //	tmp/                      files being written; emptied at startup
 //
 // Every file is written to tmp/, fsynced and renamed into place. A version
 // is never modified in place except its meta (revalidation); a new version
 // gets a new id, so a reader holding an open data file is never disturbed.
+// Data is checked against its checksums when read (store_checksum.go);
+// writes go through an injectable file system and a full disk makes the
+// cache evict, or the fill pass through, never fail (store_fs.go).
 
 import (
 	"bytes"
-	"container/list"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
@@ -31,15 +35,19 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/edgeswarm/edgeswarm/internal/cachepolicy"
 	"github.com/edgeswarm/edgeswarm/internal/core"
 )
 
 // errNotCached: the entry was evicted or replaced since it was looked up.
 var errNotCached = errors.New("object not in cache")
 
-const metaVersion = 1
+// metaVersion 2 added the block checksums; older versions are dropped
+// at startup (the cache is a cache) and refetched on demand.
+const metaVersion = 2
 
 // meta is what the metadata file holds about one stored response.
 type meta struct {
@@ -88,28 +96,51 @@ func (m meta) check() error {
 
 // entry is one stored object version.
 type entry struct {
-	id   string // immutable; names its files
-	key  string // immutable
-	size int64  // immutable
+	id   string   // immutable; names its files
+	key  string   // immutable
+	size int64    // immutable
+	sums []uint32 // immutable; CRC-32C of each sumBlockSize block of the data
 
 	meta    meta           // guarded by cache.mu; replaced on revalidation
 	man     *core.Manifest // guarded by cache.mu; nil until built
 	manEnc  []byte         // guarded by cache.mu; man encoded
-	elem    *list.Element  // guarded by cache.mu; in cache.lru while indexed
 	removed bool           // guarded by cache.mu; evicted or replaced
+	check   verification   // guarded by cache.mu
+}
+
+// cacheConfig is what openCache needs.
+type cacheConfig struct {
+	dir        string
+	budget     int64 // bytes, > 0
+	maxObjects int   // > 0
+	pub        ed25519.PublicKey
+	log        *slog.Logger
+	now        func() time.Time // nil = time.Now
+	fs         storeFS          // nil = the OS
+	policy     string           // "" = cachepolicy.Default
+	// verifyEveryRead turns off the verified-once fast path: every read
+	// is checked and nothing is sent with sendfile (benchmarks, tests).
+	verifyEveryRead bool
 }
 
 type cache struct {
-	dir        string
-	budget     int64
-	maxObjects int
-	log        *slog.Logger
+	dir             string
+	budget          int64 // bytes; the object budget is the policy's
+	log             *slog.Logger
+	now             func() time.Time
+	fs              storeFS
+	verifyEveryRead atomic.Bool // see cacheConfig
 
 	mu     sync.Mutex
 	index  map[string]*entry      // guarded by mu; current version by key
 	byRoot map[core.Hash][]*entry // guarded by mu; versions with a manifest
-	lru    *list.List             // guarded by mu; of *entry, front = most recent
+	policy cachepolicy.Policy     // guarded by mu; knows exactly the keys of index
 	total  int64                  // guarded by mu; sum of indexed sizes
+
+	storeErrors    atomic.Int64 // writes the disk refused
+	corrupt        atomic.Int64 // versions dropped for failing their checksums
+	evictions      atomic.Int64 // versions evicted for the budget
+	spaceEvictions atomic.Int64 // versions evicted because the disk was full
 }
 
 func (c *cache) objPath(id, ext string) string {
@@ -118,14 +149,29 @@ func (c *cache) objPath(id, ext string) string {
 
 func (c *cache) tmpDir() string { return filepath.Join(c.dir, "tmp") }
 
-// openCache prepares dir and rebuilds the index from the metadata files.
-// Manifests signed by keyID that verify against pub are loaded too; others
-// are deleted (rebuilt on demand).
-func openCache(dir string, budget int64, maxObjects int, pub ed25519.PublicKey, log *slog.Logger) (*cache, error) {
-	c := &cache{
-		dir: dir, budget: budget, maxObjects: maxObjects, log: log,
-		index: make(map[string]*entry), byRoot: make(map[core.Hash][]*entry), lru: list.New(),
+// openCache prepares cfg.dir and rebuilds the index from the metadata
+// files. Manifests that verify against cfg.pub are loaded too; others are
+// deleted (rebuilt on demand).
+func openCache(cfg cacheConfig) (*cache, error) {
+	if cfg.policy == "" {
+		cfg.policy = cachepolicy.Default
 	}
+	policy, err := cachepolicy.New(cfg.policy, cachepolicy.Limits{Bytes: cfg.budget, Objects: cfg.maxObjects})
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	if cfg.now == nil {
+		cfg.now = time.Now
+	}
+	if cfg.fs == nil {
+		cfg.fs = osFS{}
+	}
+	dir := cfg.dir
+	c := &cache{
+		dir: dir, budget: cfg.budget, log: cfg.log, now: cfg.now, fs: cfg.fs,
+		index: make(map[string]*entry), byRoot: make(map[core.Hash][]*entry), policy: policy,
+	}
+	c.verifyEveryRead.Store(cfg.verifyEveryRead)
 	if err := os.RemoveAll(c.tmpDir()); err != nil {
 		return nil, fmt.Errorf("cache: clear tmp: %w", err)
 	}
@@ -134,7 +180,7 @@ func openCache(dir string, budget int64, maxObjects int, pub ed25519.PublicKey, 
 			return nil, fmt.Errorf("cache: %w", err)
 		}
 	}
-	if err := c.scan(core.NewKeyRing(pub)); err != nil {
+	if err := c.scan(core.NewKeyRing(cfg.pub)); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -189,8 +235,8 @@ func (c *cache) scan(ring core.KeyRing) error {
 			loaded = append(loaded, e)
 		}
 	}
-	// Oldest first, so the LRU's front ends up the most recently stored
-	// and a duplicate key keeps its newest version.
+	// Oldest first, as if stored in that order now, so that a duplicate
+	// key keeps its newest version and the policy evicts the oldest.
 	slices.SortFunc(loaded, func(a, b *entry) int { return a.meta.Stored.Compare(b.meta.Stored) })
 	var victims []*entry
 	c.mu.Lock()
@@ -210,11 +256,16 @@ func (c *cache) load(id string, ring core.KeyRing) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	var m meta
-	if err := json.Unmarshal(b, &m); err != nil {
+	var rec metaRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
 		return nil, fmt.Errorf("meta: %w", err)
 	}
+	m := rec.meta
 	if err := m.check(); err != nil {
+		return nil, err
+	}
+	sums, err := decodeSums(rec.Sums, m.Size)
+	if err != nil {
 		return nil, err
 	}
 	st, err := os.Stat(c.objPath(id, ".data"))
@@ -224,7 +275,7 @@ func (c *cache) load(id string, ring core.KeyRing) (*entry, error) {
 	if st.Size() != m.Size {
 		return nil, fmt.Errorf("data is %d bytes, meta says %d", st.Size(), m.Size)
 	}
-	e := &entry{id: id, key: m.Key, size: m.Size, meta: m}
+	e := &entry{id: id, key: m.Key, size: m.Size, sums: sums, meta: m}
 	enc, err := os.ReadFile(c.objPath(id, ".manifest"))
 	if err == nil {
 		man, perr := core.ParseManifest(enc, ring)
@@ -250,41 +301,58 @@ func (c *cache) lookup(key string) (*entry, meta, bool) {
 	if !ok {
 		return nil, meta{}, false
 	}
-	c.lru.MoveToFront(e.elem)
+	c.policy.Hit(key)
 	return e, e.meta, true
 }
 
-// open opens e's data file. Opening under mu means eviction (which removes
-// from the index under mu before deleting files) cannot pull the file away
-// between the check and the open; once open, the file stays readable.
-func (c *cache) open(e *entry) (*os.File, meta, error) {
+// open opens e's data for reading. Opening the file under mu means
+// eviction (which removes from the index under mu before deleting files)
+// cannot pull it away between the check and the open; once open, it stays
+// readable. The reader checks the data against its checksums
+// (store_checksum.go); a version found damaged before anything was read
+// is dropped and errNotCached returned, so the caller fetches it anew.
+func (c *cache) open(e *entry) (*objectReader, meta, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if e.removed {
+		c.mu.Unlock()
 		return nil, meta{}, errNotCached
 	}
 	f, err := os.Open(c.objPath(e.id, ".data"))
+	m := e.meta
+	tid, trusted := c.trustedLocked(e)
+	c.mu.Unlock()
 	if err != nil {
 		return nil, meta{}, fmt.Errorf("cache: open %s: %w", e.key, err)
 	}
-	return f, e.meta, nil
+	r, err := c.newReader(e, f, tid, trusted)
+	if err != nil {
+		return nil, meta{}, err
+	}
+	return r, m, nil
 }
 
-// openRoot opens the data of a version with manifest root.
-func (c *cache) openRoot(root core.Hash) (*os.File, *core.Manifest, error) {
+// openRoot opens the data of a version with manifest root, as open does.
+func (c *cache) openRoot(root core.Hash) (*objectReader, *core.Manifest, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	es := c.byRoot[root]
 	if len(es) == 0 {
+		c.mu.Unlock()
 		return nil, nil, errNotCached
 	}
 	e := es[0]
-	c.lru.MoveToFront(e.elem)
+	c.policy.Hit(e.key)
 	f, err := os.Open(c.objPath(e.id, ".data"))
+	man := e.man
+	tid, trusted := c.trustedLocked(e)
+	c.mu.Unlock()
 	if err != nil {
 		return nil, nil, fmt.Errorf("cache: open %s: %w", e.key, err)
 	}
-	return f, e.man, nil
+	r, err := c.newReader(e, f, tid, trusted)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, man, nil
 }
 
 // manifestByRoot returns the manifest of a stored version with that root.
@@ -321,22 +389,30 @@ func validID(id string) bool {
 	return err == nil
 }
 
-// commit makes a fully written temp data file the current version of
-// m.Key: it renames the data into place, writes the meta (which commits
+// commit makes a fully written, synced and closed temp data file the
+// current version of m.Key: it renames the data into place, writes the
+// meta with the checksums taken while the data was written (which commits
 // the version), indexes it and evicts what no longer fits.
-func (c *cache) commit(tmpData string, m meta) (*entry, error) {
+func (c *cache) commit(tmp *tempFile, m meta) (*entry, error) {
+	if tmp.err != nil {
+		return nil, tmp.err
+	}
+	if tmp.n != m.Size {
+		return nil, fmt.Errorf("cache: store %s: %d bytes written, meta says %d", m.Key, tmp.n, m.Size)
+	}
+	sums := tmp.sum.finish()
 	id := newID()
 	if err := os.MkdirAll(filepath.Dir(c.objPath(id, "")), 0o755); err != nil {
-		return nil, fmt.Errorf("cache: %w", err)
+		return nil, c.storeError("mkdir", err)
 	}
-	if err := os.Rename(tmpData, c.objPath(id, ".data")); err != nil {
-		return nil, fmt.Errorf("cache: store %s: %w", m.Key, err)
+	if err := os.Rename(tmp.Name(), c.objPath(id, ".data")); err != nil {
+		return nil, c.storeError("rename", err)
 	}
-	if err := c.writeMeta(id, m); err != nil {
+	if err := c.writeMeta(id, m, sums); err != nil {
 		os.Remove(c.objPath(id, ".data"))
 		return nil, err
 	}
-	e := &entry{id: id, key: m.Key, size: m.Size, meta: m}
+	e := &entry{id: id, key: m.Key, size: m.Size, sums: sums, meta: m}
 	c.mu.Lock()
 	victims := c.insertLocked(e)
 	c.mu.Unlock()
@@ -347,38 +423,38 @@ func (c *cache) commit(tmpData string, m meta) (*entry, error) {
 }
 
 // insertLocked indexes e, replacing the key's previous version, and evicts
-// least recently used versions until the budgets hold. It returns the
-// versions whose files the caller must delete (outside mu).
+// what the policy picks until the budgets hold; e itself is never picked.
+// It returns the versions whose files the caller must delete (outside mu).
 func (c *cache) insertLocked(e *entry) []*entry {
 	var victims []*entry
 	if old, ok := c.index[e.key]; ok {
+		// The policy keeps the key: Add below updates it.
 		c.unindexLocked(old)
 		victims = append(victims, old)
 	}
 	c.index[e.key] = e
-	e.elem = c.lru.PushFront(e)
 	c.total += e.size
 	if e.man != nil {
 		c.byRoot[e.man.Root] = append(c.byRoot[e.man.Root], e)
 	}
-	for c.total > c.budget || len(c.index) > c.maxObjects {
-		v := c.lru.Back().Value.(*entry)
-		if v == e {
-			break // cannot happen while size ≤ budget; never evict what was just stored
+	for _, k := range c.policy.Add(e.key, e.size) {
+		if v := c.index[k]; v != nil && v != e {
+			c.unindexLocked(v)
+			victims = append(victims, v)
+			c.evictions.Add(1)
 		}
-		c.unindexLocked(v)
-		victims = append(victims, v)
 	}
 	return victims
 }
 
+// unindexLocked drops e from the index (not from the policy: callers that
+// drop a key for good tell the policy themselves).
 func (c *cache) unindexLocked(e *entry) {
 	if e.removed {
 		return
 	}
 	e.removed = true
 	delete(c.index, e.key)
-	c.lru.Remove(e.elem)
 	c.total -= e.size
 	if e.man != nil {
 		es := c.byRoot[e.man.Root]
@@ -400,6 +476,9 @@ func (c *cache) unindexLocked(e *entry) {
 func (c *cache) remove(e *entry) {
 	c.mu.Lock()
 	was := !e.removed
+	if was {
+		c.policy.Remove(e.key)
+	}
 	c.unindexLocked(e)
 	c.mu.Unlock()
 	if was {
@@ -419,7 +498,7 @@ func (c *cache) removeFiles(id string) {
 
 // updateMeta replaces e's meta (after a 304) on disk and in memory.
 func (c *cache) updateMeta(e *entry, m meta) error {
-	if err := c.writeMeta(e.id, m); err != nil {
+	if err := c.writeMeta(e.id, m, e.sums); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -433,8 +512,15 @@ func (c *cache) updateMeta(e *entry, m meta) error {
 	return nil
 }
 
-func (c *cache) writeMeta(id string, m meta) error {
-	b, err := json.Marshal(m)
+// metaRecord is what a .meta file holds: the meta and the checksums of
+// the data, which belong to the body, not to its headers.
+type metaRecord struct {
+	meta
+	Sums []byte `json:"crc32c"` // big-endian CRC-32C per sumBlockSize block
+}
+
+func (c *cache) writeMeta(id string, m meta, sums []uint32) error {
+	b, err := json.Marshal(metaRecord{meta: m, Sums: encodeSums(sums)})
 	if err != nil {
 		return fmt.Errorf("cache: meta of %s: %w", m.Key, err)
 	}
@@ -444,10 +530,12 @@ func (c *cache) writeMeta(id string, m meta) error {
 	return nil
 }
 
-// setManifest persists a built manifest and indexes e by its root.
+// setManifest persists a built manifest and indexes e by its root. If the
+// disk refuses the file, the manifest is kept in memory only (rebuilt
+// after a restart): a full disk never fails a request.
 func (c *cache) setManifest(e *entry, man *core.Manifest, enc []byte) error {
 	if err := c.writeFile(c.objPath(e.id, ".manifest"), enc); err != nil {
-		return fmt.Errorf("cache: manifest of %s: %w", e.key, err)
+		c.log.Warn("cache: manifest kept in memory only", "key", e.key, "err", err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -460,9 +548,19 @@ func (c *cache) setManifest(e *entry, man *core.Manifest, enc []byte) error {
 	return nil
 }
 
-// writeFile writes data to path atomically and durably.
+// writeFile writes data to path atomically and durably. When the disk is
+// full it evicts to make room and tries once more; a failure wraps
+// errStore.
 func (c *cache) writeFile(path string, data []byte) error {
-	f, err := c.createTemp()
+	err := c.withRoom(int64(len(data)), func() error { return c.writeFileOnce(path, data) })
+	if err != nil {
+		return wrapStore("write "+filepath.Base(path), err)
+	}
+	return nil
+}
+
+func (c *cache) writeFileOnce(path string, data []byte) error {
+	f, err := c.fs.CreateTemp(c.tmpDir(), "w-*")
 	if err != nil {
 		return err
 	}
@@ -481,14 +579,6 @@ func (c *cache) writeFile(path string, data []byte) error {
 		return err
 	}
 	return syncDir(filepath.Dir(path))
-}
-
-func (c *cache) createTemp() (*os.File, error) {
-	f, err := os.CreateTemp(c.tmpDir(), "w-*")
-	if err != nil {
-		return nil, fmt.Errorf("cache: %w", err)
-	}
-	return f, nil
 }
 
 // syncDir makes a rename into dir durable.

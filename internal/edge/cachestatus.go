@@ -14,13 +14,14 @@ const cacheName = "edgeswarm"
 
 // semanticHeaders are response headers stored with an object for the
 // cache's own use besides storedHeaders.
-var semanticHeaders = []string{"Vary", "CDN-Cache-Control", "Surrogate-Key", "Surrogate-Control", "Via"}
+var semanticHeaders = []string{"Vary", "CDN-Cache-Control", "Surrogate-Key", "Surrogate-Control", "Via", "Location"}
 
 // hiddenHeaders are stored but not sent to clients: they are addressed to
 // this cache (RFC 9213 §2.1; Surrogate-Key is the purge API's), or set per
 // response (Date).
 var hiddenHeaders = map[string]bool{
 	"Date": true, "CDN-Cache-Control": true, "Surrogate-Key": true, "Surrogate-Control": true,
+	softPurgeMark: true,
 }
 
 // decorate sets X-Cache, Cache-Status and Via on a response described by

@@ -64,7 +64,8 @@ type bufferedResponse struct {
 
 // query is one cacheable request as the fill machinery sees it.
 type query struct {
-	primary string       // path and query
+	prop    *property    // the property the request's Host names
+	primary string       // the property's key prefix, path and query
 	key     string       // the cache key: primary plus its secondary key, if its Vary is known
 	cc      cacheControl // the request's Cache-Control
 	fwd     http.Header  // request headers forwarded to the origin (negotiated and varied-on)
@@ -85,9 +86,10 @@ func (q *query) usable(m meta) bool {
 	return cc.public || cc.hasSMaxAge || cc.mustRevalidate
 }
 
-// newQuery builds the query of a GET or HEAD for primary.
-func (s *Server) newQuery(r *http.Request, primary string) *query {
-	q := &query{primary: primary, key: primary, cc: requestCC(r), fwd: http.Header{}, at: s.now()}
+// newQuery builds the query of a GET or HEAD for primary (a cache key
+// without secondary key) of property p.
+func (s *Server) newQuery(r *http.Request, p *property, primary string) *query {
+	q := &query{prop: p, primary: primary, key: primary, cc: requestCC(r), fwd: http.Header{}, at: s.now()}
 	names := s.vary.names(primary)
 	for _, n := range append(negotiatedHeaders, names...) {
 		if vs := r.Header.Values(n); len(vs) > 0 {
@@ -123,10 +125,6 @@ func (q *query) flightKey(gen int) string {
 // fill, and one more each time its waiters give up on the previous one.
 const maxFillGenerations = 3
 
-func (s *Server) fresh(m meta) bool {
-	return age(m, s.now()) < lifetime(m, s.cfg.DefaultTTL)
-}
-
 // obtain returns a servable version for q: the stored one if the request
 // may use it, else the outcome of a collapsed fill. Waiters give a fill
 // LockTimeout before starting the next generation (at most
@@ -135,7 +133,7 @@ func (s *Server) fresh(m meta) bool {
 // Only the waiting depends on ctx.
 func (s *Server) obtain(ctx context.Context, q *query) (*fillResult, error) {
 	if e, m, ok := s.cache.lookup(q.key); ok && q.usable(m) {
-		switch s.stale.judge(m, q.cc, s.cfg.DefaultTTL, q.at) {
+		switch q.prop.stale.judge(m, q.cc, q.prop.lifetime(m), q.at) {
 		case useStored:
 			return &fillResult{status: statusHit, entry: e}, nil
 		case useRevalidate:
@@ -187,7 +185,7 @@ func (s *Server) fill(q *query) (*fillResult, error) {
 	if cached && !q.usable(m) {
 		e, m, cached = nil, meta{}, false
 	}
-	if cached && (m.Stored.After(q.at) || s.stale.judge(m, q.cc, s.cfg.DefaultTTL, s.now()) == useStored) {
+	if cached && (m.Stored.After(q.at) || q.prop.stale.judge(m, q.cc, q.prop.lifetime(m), s.now()) == useStored) {
 		return &fillResult{status: statusHit, entry: e}, nil
 	}
 	fwd := "uri-miss"
@@ -203,7 +201,7 @@ func (s *Server) fill(q *query) (*fillResult, error) {
 		s.log.Warn("origin failed; serving stale copy", "key", q.primary, "err", why)
 		return &fillResult{status: statusStale, entry: e, fwd: fwd, fwdStatus: status, detail: "stale-if-error"}, nil
 	}
-	canStale := func() bool { return cached && s.stale.staleOnError(m, s.cfg.DefaultTTL, s.now()) }
+	canStale := func() bool { return cached && q.prop.stale.staleOnError(m, q.prop.lifetime(m), s.now()) }
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.originURL(q.primary), nil)
 	if err != nil {
@@ -236,15 +234,21 @@ func (s *Server) fill(q *query) (*fillResult, error) {
 
 	switch {
 	case cached && resp.StatusCode == http.StatusNotModified:
-		if err := s.cache.updateMeta(e, refreshMeta(m, resp.Header, now)); err != nil {
+		nm := refreshMeta(m, resp.Header, now)
+		s.surrogates.add(q.key, nm.Header["Surrogate-Key"])
+		if err := s.cache.updateMeta(e, nm); err != nil {
 			// The body is still good; the next request revalidates again.
 			s.log.Warn("cache: refresh after 304", "key", q.primary, "err", err)
 		}
 		return &fillResult{status: statusRevalidated, entry: e, fwd: fwd, fwdStatus: http.StatusNotModified}, nil
 	case resp.StatusCode >= 500 && canStale():
 		return stale(fmt.Errorf("status %s", resp.Status), resp.StatusCode)
-	case resp.StatusCode == http.StatusOK && storableFor(resp.Header, q.authorized) && !q.cc.noStore:
+	case cacheableStatus(resp.StatusCode) && storableFor(resp.Header, q.authorized) && !q.cc.noStore:
 		res, err := s.store(q, e, resp, now)
+		if errors.Is(err, errStore) {
+			// The cache's disk failed, not the origin: pass through (store_fs.go).
+			res, err = s.storeFailed(q.primary, err)
+		}
 		if err != nil && canStale() {
 			return stale(err, resp.StatusCode)
 		}
@@ -260,7 +264,18 @@ func (s *Server) fill(q *query) (*fillResult, error) {
 	return res, err
 }
 
-// store writes a 200 response into the cache under its secondary key.
+// cacheableStatus: the statuses stored — 200 and those RFC 9110 §15.1
+// makes heuristically cacheable (a 404 is stored briefly: see lifetime);
+// 206 is not (a partial body is not the object).
+func cacheableStatus(code int) bool {
+	switch code {
+	case 200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501:
+		return true
+	}
+	return false
+}
+
+// store writes a cacheable response into the cache under its secondary key.
 // prev is the version the fill started from (nil if none): if another fill
 // stored a newer one meanwhile, that one is served and this copy dropped,
 // so a burst of fills stores one response.
@@ -307,11 +322,13 @@ func (s *Server) store(q *query, prev *entry, resp *http.Response, now time.Time
 		return &fillResult{status: statusPass, direct: true}, nil
 	}
 	m := newMeta(key, s.originURL(q.primary), resp.Header, now, n)
-	e, err := s.cache.commit(f.Name(), m)
+	m.Status = resp.StatusCode
+	e, err := s.cache.commit(f, m)
 	if err != nil {
 		removeQuiet(f.Name())
 		return nil, err
 	}
+	s.surrogates.add(key, m.Header["Surrogate-Key"])
 	s.log.Debug("cache: stored", "key", q.primary, "bytes", n, "vary", names)
 	return &fillResult{status: statusMiss, entry: e, stored: true}, nil
 }
@@ -346,7 +363,12 @@ func (s *Server) passResult(key string, resp *http.Response) (*fillResult, error
 
 func (s *Server) maxStore() int64 { return min(s.cfg.MaxObjectSize, s.cfg.CacheSize) }
 
-func (s *Server) originURL(key string) string { return s.originBase + key }
+// originURL is the origin URL of a cache key: its property's origin and
+// the key's path and query.
+func (s *Server) originURL(key string) string {
+	p, path := s.propertyOfKey(primaryKey(key))
+	return p.base + path
+}
 
 // originHeaders sets what every origin request carries. Client headers are
 // not forwarded: the cache key ignores them, so the origin must not see
@@ -393,6 +415,7 @@ func refreshMeta(m meta, h http.Header, now time.Time) meta {
 			delete(n.Header, name) // an old Date would skew Expires − Date
 		}
 	}
+	delete(n.Header, softPurgeMark) // revalidated: fresh again
 	n.Stored = now
 	n.InitialAge = parseAge(h.Get("Age"))
 	return n

@@ -15,6 +15,10 @@ import (
 // heuristicCap bounds the Last-Modified heuristic lifetime.
 const heuristicCap = 24 * time.Hour
 
+// negativeTTL bounds the freshness of a stored non-200 response (404,
+// 301, …) that carries no explicit freshness.
+const negativeTTL = 10 * time.Second
+
 // cacheControl holds the Cache-Control directives the edge acts on, of a
 // response or of a request.
 type cacheControl struct {
@@ -167,6 +171,9 @@ func storableFor(h http.Header, authorized bool) bool {
 // Every difference is taken between two of the origin's own clock readings,
 // so a skewed origin clock does not shift it.
 func lifetime(m meta, def time.Duration) time.Duration {
+	if m.Header[softPurgeMark] != "" {
+		return 0
+	}
 	cc, cdn := responseCC(metaGetter(m))
 	switch {
 	case cc.noCache:
@@ -179,6 +186,16 @@ func lifetime(m meta, def time.Duration) time.Duration {
 	date, err := http.ParseTime(m.Header["Date"])
 	if err != nil {
 		date = m.Stored
+	}
+	if m.Status != 0 && m.Status != http.StatusOK {
+		// Other statuses without explicit freshness (404, 301, …): briefly,
+		// so a mistake at the origin does not stick.
+		if exp, ok := m.Header["Expires"]; !ok || cdn {
+			return min(def, negativeTTL)
+		} else if t, err := http.ParseTime(exp); err == nil {
+			return max(0, t.Sub(date))
+		}
+		return 0
 	}
 	if exp, ok := m.Header["Expires"]; ok && !cdn {
 		t, err := http.ParseTime(exp)
@@ -218,10 +235,10 @@ const (
 	useFetch                 // fetch or revalidate first
 )
 
-// judge decides how the stored response m may answer a request with
-// directives rq at now.
-func (p stalePolicy) judge(m meta, rq cacheControl, def time.Duration, now time.Time) use {
-	life, ag := lifetime(m, def), age(m, now)
+// judge decides how the stored response m, whose freshness lifetime is
+// life, may answer a request with directives rq at now.
+func (p stalePolicy) judge(m meta, rq cacheControl, life time.Duration, now time.Time) use {
+	ag := age(m, now)
 	if rq.noCache || (rq.hasMaxAge && ag > rq.maxAge) {
 		return useFetch
 	}
@@ -239,6 +256,10 @@ func (p stalePolicy) judge(m meta, rq cacheControl, def time.Duration, now time.
 	if cc.hasSWR && staleness < min(cc.staleWhileRevalidate, p.maxWhileRevalidate) {
 		return useRevalidate
 	}
+	if m.Header[softPurgeMark] != "" {
+		// Soft-purged: served stale while one request revalidates it.
+		return useRevalidate
+	}
 	return useFetch
 }
 
@@ -247,7 +268,7 @@ func (p stalePolicy) judge(m meta, rq cacheControl, def time.Duration, now time.
 // must-revalidate, proxy-revalidate or no-cache; otherwise while its
 // staleness is within stale-if-error (capped), or the operator's default
 // when the response has none.
-func (p stalePolicy) staleOnError(m meta, def time.Duration, now time.Time) bool {
+func (p stalePolicy) staleOnError(m meta, life time.Duration, now time.Time) bool {
 	cc, _ := responseCC(metaGetter(m))
 	if cc.mustRevalidate || cc.proxyRevalidate || cc.noCache {
 		return false
@@ -256,11 +277,11 @@ func (p stalePolicy) staleOnError(m meta, def time.Duration, now time.Time) bool
 	if cc.hasSIE {
 		window = min(cc.staleIfErr, p.maxIfError)
 	}
-	return age(m, now)-lifetime(m, def) <= window
+	return age(m, now)-life <= window
 }
 
-// ttl is the remaining freshness of m at now in whole seconds (negative
-// once stale), as Cache-Status reports it.
-func ttl(m meta, def time.Duration, now time.Time) int64 {
-	return int64((lifetime(m, def) - age(m, now)) / time.Second)
+// ttl is the remaining freshness of m (lifetime life) at now in whole
+// seconds (negative once stale), as Cache-Status reports it.
+func ttl(m meta, life time.Duration, now time.Time) int64 {
+	return int64((life - age(m, now)) / time.Second)
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -64,7 +65,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, kind string, h fu
 		s.stats.contentBytes.Add(rec.bytes)
 		s.metrics.bytesServed.WithLabelValues("content").Add(float64(rec.bytes))
 	}
+	// Content and admin requests are the access log (info); the swarm's
+	// chunk and announce traffic, many per second per peer, is debug.
 	level := s.log.Debug
+	if kind == "content" || kind == "admin" {
+		level = s.log.Info
+	}
 	switch {
 	case err == nil:
 	case r.Context().Err() != nil && errors.Is(err, r.Context().Err()):
@@ -107,6 +113,19 @@ func (r *recorder) Write(p []byte) (int, error) {
 	}
 	n, err := r.ResponseWriter.Write(p)
 	r.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps the connection's zero-copy path: net/http's own
+// ResponseWriter sends a file (an *os.File, or a reader exposing its
+// syscall.Conn such as a verified cache object) with sendfile(2), which
+// wrapping the writer would otherwise hide from io.Copy.
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := io.Copy(r.ResponseWriter, src)
+	r.bytes += n
 	return n, err
 }
 

@@ -34,13 +34,13 @@ func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || u.Scheme != "" || u.Host != "" {
 		return errorf(http.StatusBadRequest, "url %q: want a path such as /videos/a.mp4", truncate(raw, 80))
 	}
-	key, err := cacheKey(u)
+	p, key, err := s.requestKey(r.Host, u)
 	if err != nil {
 		return err
 	}
 	// The manifest describes the object as the edge fetches it for a
 	// request without negotiation headers.
-	q := s.newQuery(&http.Request{Header: http.Header{}}, key)
+	q := s.newQuery(&http.Request{Header: http.Header{}}, p, key)
 	for range maxServeAttempts {
 		res, err := s.obtain(r.Context(), q)
 		if err != nil {
@@ -48,6 +48,9 @@ func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) error {
 		}
 		if res.entry == nil {
 			return noManifest(key, res)
+		}
+		if _, m, ok := s.cache.lookup(res.entry.key); ok && m.Status != 0 && m.Status != http.StatusOK {
+			return errorf(m.Status, "origin answered %d for %s; no manifest", m.Status, truncate(key, 200))
 		}
 		b, err := s.manifestFor(r.Context(), res.entry)
 		if errors.Is(err, errNotCached) {
@@ -102,7 +105,8 @@ func (s *Server) buildManifest(e *entry) (builtManifest, error) {
 	}
 	defer f.Close()
 	r := bufio.NewReaderSize(ctxReader{s.ctx, f}, 1<<20)
-	man, err := core.BuildManifest(r, primaryKey(e.key), m.validator(), m.Header["Content-Type"], m.Size, s.chunkSize(m.Size))
+	_, path := s.propertyOfKey(primaryKey(e.key))
+	man, err := core.BuildManifest(r, path, m.validator(), m.Header["Content-Type"], m.Size, s.chunkSize(m.Size))
 	if err != nil {
 		return builtManifest{}, fmt.Errorf("manifest of %s: %w", e.key, err)
 	}

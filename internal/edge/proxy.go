@@ -6,6 +6,7 @@ package edge
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -19,7 +20,7 @@ import (
 const maxServeAttempts = 3
 
 func (s *Server) handleContent(w http.ResponseWriter, r *http.Request) error {
-	key, err := cacheKey(r.URL)
+	p, key, err := s.requestKey(r.Host, r.URL)
 	if err != nil {
 		return err
 	}
@@ -32,7 +33,7 @@ func (s *Server) handleContent(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return s.forwardUnsafe(w, r, key)
 	}
-	q := s.newQuery(r, key)
+	q := s.newQuery(r, p, key)
 	for range maxServeAttempts {
 		res, err := s.obtain(r.Context(), q)
 		switch {
@@ -67,6 +68,25 @@ func (s *Server) invalidate(key string) {
 			s.cache.remove(e)
 		}
 	}
+}
+
+// requestKey returns the property answering host and the cache key of u
+// under it.
+func (s *Server) requestKey(host string, u *url.URL) (*property, string, error) {
+	p := s.propertyFor(host)
+	if p == nil {
+		return nil, "", errorf(http.StatusMisdirectedRequest, "no property serves host %q here", truncate(host, 100))
+	}
+	if p.IgnoreQuery && u.RawQuery != "" {
+		u2 := *u
+		u2.RawQuery = ""
+		u = &u2
+	}
+	key, err := cacheKey(u)
+	if err != nil {
+		return nil, "", err
+	}
+	return p, p.prefix + key, nil
 }
 
 // cacheKey is the object's path and query as the client sent them.
@@ -121,11 +141,27 @@ func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, res *fillRes
 	}
 	now := s.now()
 	h.Set("Age", strconv.FormatInt(int64(age(m, now).Seconds()), 10))
-	s.decorate(h, res, ttl(m, s.cfg.DefaultTTL, now), true)
+	p, _ := s.propertyOfKey(primaryKey(m.Key))
+	s.decorate(h, res, ttl(m, p.lifetime(m), now), true)
+	if m.Status != 0 && m.Status != http.StatusOK {
+		// A stored 404, 301, …: its status and body as they came.
+		if m.Status != http.StatusNoContent {
+			h.Set("Content-Length", strconv.FormatInt(m.Size, 10))
+		}
+		w.WriteHeader(m.Status)
+		if r.Method != http.MethodHead && m.Status != http.StatusNoContent {
+			if _, err := io.Copy(w, f); err != nil {
+				return fmt.Errorf("stored %d response: %w: %w", m.Status, errAbort, err)
+			}
+		}
+		return f.Err()
+	}
 	normalizeRange(r.Header, m.Size)
 	modtime, _ := http.ParseTime(m.Header["Last-Modified"])
 	http.ServeContent(w, r, "", modtime, f)
-	return nil
+	// ServeContent drops read errors: a block that failed its checksum
+	// mid-body must abort the response (errAbort), never end it short.
+	return f.Err()
 }
 
 // replay sends a buffered uncacheable response.

@@ -8,6 +8,7 @@ package edge
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -533,11 +534,57 @@ func FuzzCacheControl(f *testing.F) {
 		if l := lifetime(m, time.Minute); l < 0 {
 			t.Fatalf("%q: negative lifetime %v", v, l)
 		}
-		u := p.judge(m, cc, time.Minute, now)
+		life := lifetime(m, time.Minute)
+		u := p.judge(m, cc, life, now)
 		if cc.noCache && u != useFetch {
 			t.Fatalf("%q: a no-cache request was answered from the cache", v)
 		}
-		_ = p.staleOnError(m, time.Minute, now)
-		_ = ttl(m, time.Minute, now)
+		_ = p.staleOnError(m, life, now)
+		_ = ttl(m, life, now)
 	})
+}
+
+// Heuristically cacheable statuses are stored: a 404 briefly (no explicit
+// freshness), a 301 with its Location for as long as it says; a 5xx never.
+func TestNegativeAndRedirectCaching(t *testing.T) {
+	clk := newClock()
+	o, fetches := funcOrigin(t, clk, func(_ int64, w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/moved":
+			w.Header().Set("Location", "/new")
+			w.Header().Set("Cache-Control", "max-age=300")
+			w.WriteHeader(http.StatusMovedPermanently)
+		case "/boom":
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, "boom")
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, "no such thing")
+		}
+	})
+	e := newEdge(t, o, clk, nil)
+	e.hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if r := e.get(t, "/nope"); r.status != http.StatusNotFound || r.header.Get("X-Cache") != "MISS" {
+		t.Fatalf("first 404: %d %q", r.status, r.header.Get("X-Cache"))
+	}
+	clk.Advance(5 * time.Second)
+	if r := e.get(t, "/nope"); r.status != http.StatusNotFound || r.header.Get("X-Cache") != "HIT" || string(r.body) != "no such thing" {
+		t.Fatalf("404 within 10 s: %d %q %q", r.status, r.header.Get("X-Cache"), r.body)
+	}
+	clk.Advance(6 * time.Second)
+	if r := e.get(t, "/nope"); r.header.Get("X-Cache") == "HIT" {
+		t.Errorf("404 after 11 s still a hit")
+	}
+	e.get(t, "/moved")
+	clk.Advance(time.Minute)
+	if r := e.get(t, "/moved"); r.status != http.StatusMovedPermanently || r.header.Get("Location") != "/new" || r.header.Get("X-Cache") != "HIT" {
+		t.Errorf("301: %d Location %q X-Cache %q", r.status, r.header.Get("Location"), r.header.Get("X-Cache"))
+	}
+	e.get(t, "/boom")
+	if r := e.get(t, "/boom"); r.status != http.StatusInternalServerError || r.header.Get("X-Cache") == "HIT" {
+		t.Errorf("500 was stored: X-Cache %q", r.header.Get("X-Cache"))
+	}
+	if got := fetches.Load(); got != 5 {
+		t.Errorf("origin fetches %d, want 5", got)
+	}
 }

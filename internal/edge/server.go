@@ -17,10 +17,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgeswarm/edgeswarm/internal/core"
 	"github.com/edgeswarm/edgeswarm/internal/swarm"
@@ -32,9 +33,14 @@ var ErrClosed = errors.New("edge: server closed")
 
 // Config configures an edge. Fields marked required have no default.
 type Config struct {
-	// Origin is the origin's base URL, e.g. "http://127.0.0.1:9000"
-	// (required). Object paths are appended to it.
+	// Origin is the origin's base URL, e.g. "http://127.0.0.1:9000": the
+	// one-origin shortcut for a single property "default" answering every
+	// host. Object paths are appended to it. Give Origin or Properties.
 	Origin string `yaml:"origin"`
+	// Properties are the tenants of a shared edge: hostnames, origin and
+	// cache policy overrides each (see Property). The first one's keys are
+	// plain paths (the swarm and manifests of single-origin edges).
+	Properties []Property `yaml:"properties"`
 	// CacheDir holds the disk cache (required); created if missing.
 	CacheDir string `yaml:"cache_dir"`
 	// CacheSize is the byte budget of stored objects; 0 means 10 GiB.
@@ -77,6 +83,9 @@ type Config struct {
 	// flash crowd's first wave from queueing behind itself until every
 	// request times out. 0 means 64.
 	MaxChunkUploads int `yaml:"max_chunk_uploads"`
+	// AdminToken authorizes the purge API (AdminHandler); empty refuses
+	// every admin request.
+	AdminToken string `yaml:"-"`
 	// SigningKey signs manifests (required).
 	SigningKey ed25519.PrivateKey `yaml:"-"`
 	// Swarm configures the tracker; the zero value means its defaults.
@@ -127,12 +136,10 @@ func (c Config) applyDefaults() Config {
 }
 
 func (c Config) validate() error {
-	u, err := url.Parse(c.Origin)
+	if _, err := buildProperties(c.applyDefaults()); err != nil {
+		return err
+	}
 	switch {
-	case c.Origin == "":
-		return errors.New("edge config: Origin is required")
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "":
-		return fmt.Errorf("edge config: Origin %q is not an http(s) base URL", c.Origin)
 	case c.CacheDir == "":
 		return errors.New("edge config: CacheDir is required")
 	case len(c.SigningKey) != ed25519.PrivateKeySize:
@@ -155,6 +162,10 @@ type Deps struct {
 	Rand   *rand.Rand       // nil = seeded from crypto/rand
 	// OriginTransport carries origin requests; nil = a tuned *http.Transport.
 	OriginTransport http.RoundTripper
+
+	// storeFS creates the disk cache's files; nil = the OS. Tests inject
+	// write failures (a full disk) through it.
+	storeFS storeFS
 }
 
 // Stats are the Server's counters.
@@ -176,26 +187,27 @@ type Stats struct {
 
 // Server is one edge. Create it with New.
 type Server struct {
-	cfg        Config
-	uploads    chan struct{} // chunk upload slots, cfg.MaxChunkUploads; never closed
-	log        *slog.Logger
-	now        func() time.Time
-	originBase string
-	client     *http.Client
-	pub        ed25519.PublicKey
-	keyID      string
-	cache      *cache
-	tracker    *swarm.Tracker
-	metrics    *metrics
-	handler    http.Handler
+	cfg     Config
+	uploads chan struct{} // chunk upload slots, cfg.MaxChunkUploads; never closed
+	log     *slog.Logger
+	now     func() time.Time
+	props   []*property // the first answers keys without a prefix
+	client  *http.Client
+	pub     ed25519.PublicKey
+	keyID   string
+	cache   *cache
+	tracker *swarm.Tracker
+	metrics *metrics
+	handler http.Handler
 
-	stale    stalePolicy
-	vary     varyIndex
-	fills    group[*fillResult]   // by query.flightKey
-	builds   group[builtManifest] // by version id
-	passMemo passMemo
-	usage    usage
-	stats    counters
+	vary        varyIndex
+	surrogates  surrogateIndex
+	purgedTotal prometheus.Counter
+	fills       group[*fillResult]   // by query.flightKey
+	builds      group[builtManifest] // by version id
+	passMemo    passMemo
+	usage       usage
+	stats       counters
 
 	ctx    context.Context // ends at Close; parent of fills and builds
 	cancel context.CancelFunc
@@ -215,16 +227,15 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	cfg = cfg.applyDefaults()
 	s := &Server{
-		cfg:        cfg,
-		uploads:    make(chan struct{}, cfg.MaxChunkUploads),
-		log:        deps.Logger,
-		now:        deps.Now,
-		originBase: strings.TrimSuffix(cfg.Origin, "/"),
-		pub:        cfg.SigningKey.Public().(ed25519.PublicKey),
-		servers:    make(map[*http.Server]struct{}),
+		cfg:     cfg,
+		uploads: make(chan struct{}, cfg.MaxChunkUploads),
+		log:     deps.Logger,
+		now:     deps.Now,
+		pub:     cfg.SigningKey.Public().(ed25519.PublicKey),
+		servers: make(map[*http.Server]struct{}),
 	}
 	s.keyID = core.KeyIDOf(s.pub)
-	s.stale = stalePolicy{defaultIfError: cfg.StaleIfError, maxIfError: cfg.MaxStaleIfError, maxWhileRevalidate: cfg.MaxStaleWhileRevalidate}
+	s.props, _ = buildProperties(cfg) // validated above
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -247,7 +258,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	var err error
-	if s.cache, err = openCache(cfg.CacheDir, cfg.CacheSize, cfg.MaxObjects, s.pub, s.log); err != nil {
+	if s.cache, err = openCache(cacheConfig{
+		dir: cfg.CacheDir, budget: cfg.CacheSize, maxObjects: cfg.MaxObjects,
+		pub: s.pub, log: s.log, now: s.now, fs: deps.storeFS,
+	}); err != nil {
 		return nil, err
 	}
 	s.tracker, err = swarm.New(cfg.Swarm, swarm.Deps{Now: s.now, Rand: rng, Logger: s.log.With("component", "swarm")})
@@ -255,6 +269,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	s.metrics = newMetrics(s)
+	s.metrics.reg.MustRegister(s.cache.collectors()...)
+	s.surrogates.limit = 16 * cfg.MaxObjects
+	s.indexSurrogates()
+	s.purgedTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "edgeswarm_edge_purged_total",
+		Help: "Stored object versions removed or marked stale by the purge API.",
+	})
+	s.metrics.reg.MustRegister(s.purgedTotal)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.handler = http.HandlerFunc(s.route)
 	return s, nil
@@ -327,9 +349,15 @@ func serverProtocols() *http.Protocols {
 }
 
 // Serve accepts connections on ln until Close; it returns nil after Close.
-func (s *Server) Serve(ln net.Listener) error {
+func (s *Server) Serve(ln net.Listener) error { return s.serveWith(ln, s.handler) }
+
+// ServeAdmin serves AdminHandler (the purge API) on ln until Close. Give it
+// a listener of its own, reachable only by operators.
+func (s *Server) ServeAdmin(ln net.Listener) error { return s.serveWith(ln, s.AdminHandler()) }
+
+func (s *Server) serveWith(ln net.Listener, h http.Handler) error {
 	srv := &http.Server{
-		Handler:           s.handler,
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
