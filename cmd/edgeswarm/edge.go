@@ -139,6 +139,8 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 	f.DurationVar(&cfg.StaleIfError, "stale-if-error", time.Hour, "serve a stale copy this long past its freshness when the origin fails and the response sets no stale-if-error; -1ns never")
 	f.DurationVar(&cfg.MaxStaleIfError, "max-stale-if-error", 24*time.Hour, "cap on the origin's stale-if-error")
 	f.DurationVar(&cfg.MaxStaleWhileRevalidate, "max-stale-while-revalidate", time.Hour, "cap on the origin's stale-while-revalidate")
+	f.DurationVar(&cfg.ClientSendTimeout, "client-send-timeout", time.Minute, "close a client connection whose writes make no progress for this long")
+	f.Int64Var(&cfg.MaxRequestBody, "max-request-body", 1<<30, "largest request body passed to the origin (POST, PUT, …), bytes; larger get 413")
 	f.IntVar(&cfg.MaxChunkUploads, "max-chunk-uploads", 64, "chunk uploads served at once; past it peers get 503 and ask again shortly")
 	f.StringVar(&keyArg, "key-file", "", "ed25519 manifest-signing key file (default CACHE-DIR/edge.key; created if absent)")
 	f.StringVar(&adminListen, "admin-listen", "", "address of the admin listener (purge API); keep it private")
@@ -178,6 +180,8 @@ func overlayFlags(file, flags edge.Config, changed func(string) bool) edge.Confi
 		"max-stale-if-error":         func() { file.MaxStaleIfError = flags.MaxStaleIfError },
 		"max-stale-while-revalidate": func() { file.MaxStaleWhileRevalidate = flags.MaxStaleWhileRevalidate },
 		"max-chunk-uploads":          func() { file.MaxChunkUploads = flags.MaxChunkUploads },
+		"client-send-timeout":        func() { file.ClientSendTimeout = flags.ClientSendTimeout },
+		"max-request-body":           func() { file.MaxRequestBody = flags.MaxRequestBody },
 	} {
 		if changed(name) {
 			apply()

@@ -47,6 +47,8 @@ type File struct {
 	MaxStaleWhileRevalidate time.Duration `yaml:"max_stale_while_revalidate"`
 	AnnounceInterval        time.Duration `yaml:"announce_interval"`
 	MaxChunkUploads         int           `yaml:"max_chunk_uploads"`
+	ClientSendTimeout       time.Duration `yaml:"client_send_timeout"`
+	MaxRequestBody          Size          `yaml:"max_request_body"`
 
 	// Origin is the one-origin shortcut; Properties the tenants.
 	Origin     string     `yaml:"origin"`
@@ -82,6 +84,7 @@ func (f *File) Config() Config {
 		FillTimeout: f.FillTimeout, StaleIfError: f.StaleIfError, MaxStaleIfError: f.MaxStaleIfError,
 		MaxStaleWhileRevalidate: f.MaxStaleWhileRevalidate, AnnounceInterval: f.AnnounceInterval,
 		MaxChunkUploads: f.MaxChunkUploads, Swarm: f.Swarm,
+		ClientSendTimeout: f.ClientSendTimeout, MaxRequestBody: int64(f.MaxRequestBody),
 	}
 }
 
@@ -134,7 +137,7 @@ func checkFile(f *File, doc *yaml.Node) error {
 			return fmt.Errorf("line %d: origin: %w", line(doc, "origin"), err)
 		}
 	}
-	for _, k := range []string{"default_ttl", "lock_timeout", "origin_idle_timeout", "fill_timeout", "max_stale_if_error", "max_stale_while_revalidate", "announce_interval"} {
+	for _, k := range []string{"default_ttl", "lock_timeout", "origin_idle_timeout", "fill_timeout", "max_stale_if_error", "max_stale_while_revalidate", "announce_interval", "client_send_timeout"} {
 		if v := valueOf(doc, k); v != nil && strings.HasPrefix(strings.TrimSpace(v.Value), "-") {
 			return fmt.Errorf("line %d: %s must not be negative", v.Line, k)
 		}

@@ -460,7 +460,10 @@ func (s *Server) passThrough(w http.ResponseWriter, r *http.Request, key string,
 	var body io.Reader
 	var cb *clientBody
 	if all && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		cb = &clientBody{r: r.Body}
+		if r.ContentLength > s.cfg.MaxRequestBody {
+			return errorf(http.StatusRequestEntityTooLarge, "request body of %d bytes; at most %d", r.ContentLength, s.cfg.MaxRequestBody)
+		}
+		cb = &clientBody{r: http.MaxBytesReader(nil, r.Body, s.cfg.MaxRequestBody)}
 		body = cb
 	}
 	ctx, cancel := context.WithCancel(r.Context())
@@ -494,6 +497,10 @@ func (s *Server) passThrough(w http.ResponseWriter, r *http.Request, key string,
 	if err != nil {
 		if cb != nil && cb.err != nil {
 			w.Header().Set("Connection", "close")
+			var tooBig *http.MaxBytesError
+			if errors.As(cb.err, &tooBig) {
+				return errorf(http.StatusRequestEntityTooLarge, "request body larger than %d bytes", tooBig.Limit)
+			}
 			return errorf(http.StatusBadRequest, "request body: %v", cb.err)
 		}
 		return fmt.Errorf("%w: fetch %s: %w", errOrigin, key, err)

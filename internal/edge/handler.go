@@ -59,7 +59,7 @@ func statusOf(err error) (int, string) {
 // serve runs h and turns its error into a response.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, kind string, h func(http.ResponseWriter, *http.Request) error) {
 	start := time.Now()
-	rec := &recorder{ResponseWriter: w}
+	rec := &recorder{ResponseWriter: w, sendTimeout: s.cfg.ClientSendTimeout}
 	err := h(rec, r)
 	if kind == "content" {
 		s.stats.contentBytes.Add(rec.bytes)
@@ -93,11 +93,30 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, kind string, h fu
 		"dur", time.Since(start), "remote", r.RemoteAddr, "err", err)
 }
 
-// recorder remembers the status and counts body bytes.
+// recorder remembers the status and counts body bytes, and gives every
+// write to the client sendTimeout to make progress (nginx's send_timeout):
+// a client that stops reading loses its connection instead of holding a
+// handler forever.
 type recorder struct {
 	http.ResponseWriter
-	status int   // 0 until headers are written
-	bytes  int64 // body bytes written
+	status      int   // 0 until headers are written
+	bytes       int64 // body bytes written
+	sendTimeout time.Duration
+	rc          *http.ResponseController
+}
+
+// sendfileStep is how much one sendfile run may send before the write
+// deadline is extended again.
+const sendfileStep = 1 << 20
+
+func (r *recorder) extend() {
+	if r.sendTimeout <= 0 {
+		return
+	}
+	if r.rc == nil {
+		r.rc = http.NewResponseController(r.ResponseWriter)
+	}
+	_ = r.rc.SetWriteDeadline(time.Now().Add(r.sendTimeout))
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -111,22 +130,46 @@ func (r *recorder) Write(p []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
+	r.extend()
 	n, err := r.ResponseWriter.Write(p)
 	r.bytes += int64(n)
 	return n, err
 }
 
+// onlyWriter hides a writer's ReadFrom, so io.Copy goes through Write.
+type onlyWriter struct{ io.Writer }
+
 // ReadFrom keeps the connection's zero-copy path: net/http's own
 // ResponseWriter sends a file (an *os.File, or a reader exposing its
 // syscall.Conn such as a verified cache object) with sendfile(2), which
 // wrapping the writer would otherwise hide from io.Copy.
+// A file section (ServeContent's io.LimitedReader) goes out in
+// sendfileStep runs, the deadline extended before each; anything else is
+// copied through Write.
 func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
-	n, err := io.Copy(r.ResponseWriter, src)
-	r.bytes += n
-	return n, err
+	lr, ok := src.(*io.LimitedReader)
+	if !ok {
+		return io.Copy(onlyWriter{r}, src)
+	}
+	var total int64
+	for lr.N > 0 {
+		step := &io.LimitedReader{R: lr.R, N: min(lr.N, sendfileStep)}
+		r.extend()
+		n, err := io.Copy(r.ResponseWriter, step)
+		lr.N -= n
+		total += n
+		r.bytes += n
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			break // the source ended early
+		}
+	}
+	return total, nil
 }
 
 func (r *recorder) code() int {

@@ -115,12 +115,22 @@ func (c *cache) keys() []string {
 	return out
 }
 
-// indexSurrogates rebuilds the surrogate index from the stored objects
-// (at startup).
-func (s *Server) indexSurrogates() {
+// indexStored rebuilds, at startup, the surrogate-key index and the Vary
+// lists from the stored objects (so a restart costs no vary-miss).
+func (s *Server) indexStored() {
 	for _, k := range s.cache.keys() {
-		if _, m, ok := s.cache.lookup(k); ok && m.Header["Surrogate-Key"] != "" {
+		_, m, ok := s.cache.lookup(k)
+		if !ok {
+			continue
+		}
+		if m.Header["Surrogate-Key"] != "" {
 			s.surrogates.add(k, m.Header["Surrogate-Key"])
+		}
+		if primary := primaryKey(k); primary != k {
+			names := varyNames(http.Header{"Vary": {m.Header["Vary"]}})
+			if len(names) > 0 {
+				s.vary.learn(primary, names, k)
+			}
 		}
 	}
 }

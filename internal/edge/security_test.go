@@ -2,9 +2,11 @@ package edge
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -123,5 +125,57 @@ func TestBatteryPathTraversal(t *testing.T) {
 		if strings.Contains(s, "..") || strings.Contains(strings.ToLower(s), "%2e%2e/") || strings.Contains(s, "%00") {
 			t.Errorf("the origin received %q", s)
 		}
+	}
+}
+
+// A client that stops reading a large hit loses its connection after the
+// send timeout; the handler returns. An oversized request body gets 413.
+func TestClientSendTimeoutAndBodyLimit(t *testing.T) {
+	clk := newClock()
+	body := randomBody(77, 32<<20)
+	o, _ := funcOrigin(t, clk, func(_ int64, w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			io.Copy(io.Discard, r.Body)
+			io.WriteString(w, "posted")
+			return
+		}
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Write(body)
+	})
+	e := newEdge(t, o, clk, func(c *Config) { c.ClientSendTimeout = 300 * time.Millisecond; c.MaxRequestBody = 1 << 20 })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go e.Serve(ln)
+	e.url = "http://" + ln.Addr().String()
+	for range 2 { // a miss, then a (trusted, sendfile) hit
+		if r := e.get(t, "/big"); len(r.body) != len(body) {
+			t.Fatalf("warm-up: %d bytes", len(r.body))
+		}
+	}
+	base := runtime.NumGoroutine()
+	for range 2 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.(*net.TCPConn).SetReadBuffer(4096)
+		io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+		start := time.Now()
+		// Read nothing: the edge's writes stall once the socket buffers fill.
+		waitFor(t, "the edge to give up the stalled client", func() bool {
+			return runtime.NumGoroutine() <= base+1 && time.Since(start) > 300*time.Millisecond
+		})
+		if d := time.Since(start); d > 8*time.Second {
+			t.Errorf("stalled client held for %v", d)
+		}
+		c.Close()
+	}
+	if r := e.do(t, http.MethodPost, "/up", bytes.Repeat([]byte("x"), 2<<20)); r.status != http.StatusRequestEntityTooLarge {
+		t.Errorf("2 MiB body over a 1 MiB limit: status %d, want 413", r.status)
+	}
+	if r := e.do(t, http.MethodPost, "/up", []byte("small")); r.status != http.StatusOK || string(r.body) != "posted" {
+		t.Errorf("small POST: %d %q", r.status, r.body)
 	}
 }

@@ -588,3 +588,24 @@ func TestNegativeAndRedirectCaching(t *testing.T) {
 		t.Errorf("origin fetches %d, want 5", got)
 	}
 }
+
+// A restart keeps the Vary lists: a stored variant is a hit at once.
+func TestVarySurvivesRestart(t *testing.T) {
+	clk := newClock()
+	o, fetches := funcOrigin(t, clk, func(_ int64, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Vary", "Accept-Language")
+		fmt.Fprintf(w, "lang=%s", r.Header.Get("Accept-Language"))
+	})
+	dir := t.TempDir()
+	e := newEdgeDir(t, o, clk, dir, nil)
+	e.get(t, "/v", "Accept-Language", "de")
+	e.Close()
+	e2 := newEdgeDir(t, o, clk, dir, nil)
+	if r := e2.get(t, "/v", "Accept-Language", "de"); r.header.Get("X-Cache") != "HIT" || string(r.body) != "lang=de" {
+		t.Errorf("after restart: X-Cache %q body %q", r.header.Get("X-Cache"), r.body)
+	}
+	if fetches.Load() != 1 {
+		t.Errorf("origin fetches %d, want 1", fetches.Load())
+	}
+}

@@ -72,6 +72,12 @@ type Config struct {
 	// OriginIdleTimeout gives up an origin response whose body sends
 	// nothing for this long (between bytes). 0 means 30s.
 	OriginIdleTimeout time.Duration `yaml:"origin_idle_timeout"`
+	// ClientSendTimeout closes a client connection whose writes make no
+	// progress for this long (a client that stopped reading). 0 means 60s.
+	ClientSendTimeout time.Duration `yaml:"client_send_timeout"`
+	// MaxRequestBody bounds the body of a request passed to the origin
+	// (POST, PUT, …); larger ones get 413. 0 means 1 GiB.
+	MaxRequestBody int64 `yaml:"max_request_body"`
 	// FillTimeout bounds one origin fetch into the cache (it runs detached
 	// from the clients waiting on it); 0 means 10m.
 	FillTimeout time.Duration `yaml:"fill_timeout"`
@@ -111,6 +117,12 @@ func (c Config) applyDefaults() Config {
 	if c.OriginIdleTimeout == 0 {
 		c.OriginIdleTimeout = 30 * time.Second
 	}
+	if c.ClientSendTimeout == 0 {
+		c.ClientSendTimeout = 60 * time.Second
+	}
+	if c.MaxRequestBody == 0 {
+		c.MaxRequestBody = 1 << 30
+	}
 	if c.LockTimeout == 0 {
 		c.LockTimeout = 10 * time.Second
 	}
@@ -148,7 +160,7 @@ func (c Config) validate() error {
 		return errors.New("edge config: negative cache limit")
 	case c.ChunkSize != 0 && !core.ValidChunkSize(c.ChunkSize):
 		return fmt.Errorf("edge config: ChunkSize %d is not a power of two in [%d,%d]", c.ChunkSize, core.MinChunkSize, core.MaxChunkSize)
-	case c.DefaultTTL < 0 || c.FillTimeout < 0 || c.AnnounceInterval < 0 || c.LockTimeout < 0 || c.OriginIdleTimeout < 0 ||
+	case c.DefaultTTL < 0 || c.FillTimeout < 0 || c.AnnounceInterval < 0 || c.LockTimeout < 0 || c.OriginIdleTimeout < 0 || c.ClientSendTimeout < 0 || c.MaxRequestBody < 0 ||
 		c.StaleIfError < -1 || c.MaxStaleIfError < 0 || c.MaxStaleWhileRevalidate < 0:
 		return errors.New("edge config: negative duration")
 	}
@@ -271,7 +283,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.metrics = newMetrics(s)
 	s.metrics.reg.MustRegister(s.cache.collectors()...)
 	s.surrogates.limit = 16 * cfg.MaxObjects
-	s.indexSurrogates()
+	s.indexStored()
 	s.purgedTotal = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "edgeswarm_edge_purged_total",
 		Help: "Stored object versions removed or marked stale by the purge API.",
