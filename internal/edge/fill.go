@@ -54,6 +54,24 @@ type fillResult struct {
 	stored    bool   // the origin's response was stored
 	detail    string // e.g. stale-while-revalidate, stale-if-error
 	collapsed bool   // set per request: it waited on a fill another request started
+	// stream, when set, is the body being stored, readable as it grows
+	// (stream.go); entry is then nil until it is stored.
+	stream *stream
+}
+
+// settle waits for a streamed result to be stored and returns the result
+// with its entry, for uses that need the whole object (manifests).
+func (r *fillResult) settle(ctx context.Context) (*fillResult, error) {
+	if r.stream == nil {
+		return r, nil
+	}
+	e, err := r.stream.wait(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r2 := *r
+	r2.stream, r2.entry = nil, e
+	return &r2, nil
 }
 
 type bufferedResponse struct {
@@ -148,6 +166,10 @@ func (s *Server) obtain(ctx context.Context, q *query) (*fillResult, error) {
 	if s.passMemo.has(q.primary, q.at) {
 		return &fillResult{status: statusPass, direct: true, fwd: "uri-miss"}, nil
 	}
+	if st := s.streams.get(q.flightKey(0)); st != nil {
+		// Its fill is storing the body now: read along.
+		return &fillResult{status: statusMiss, stream: st, fwd: "uri-miss", fwdStatus: http.StatusOK, stored: true, collapsed: true}, nil
+	}
 	retried := false
 	for gen := 0; ; gen++ {
 		c, leader := s.fills.do(q.flightKey(gen), s.spawn, func() (*fillResult, error) { return s.fill(q) })
@@ -177,7 +199,12 @@ func (s *Server) obtain(ctx context.Context, q *query) (*fillResult, error) {
 // fill runs inside the flight for q.
 func (s *Server) fill(q *query) (*fillResult, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.FillTimeout)
-	defer cancel()
+	handedOff := false // the body went to a streaming store, which closes it
+	defer func() {
+		if !handedOff {
+			cancel()
+		}
+	}()
 
 	// Check again: a flight that ended just before this one started may
 	// have stored a copy this request can use.
@@ -228,7 +255,11 @@ func (s *Server) fill(q *query) (*fillResult, error) {
 		}
 		return nil, fmt.Errorf("%w: fetch %s: %w", errOrigin, q.primary, err)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if !handedOff {
+			resp.Body.Close()
+		}
+	}()
 	resp.Body = s.idleBody(resp.Body, cancel)
 	now := s.now()
 
@@ -244,6 +275,13 @@ func (s *Server) fill(q *query) (*fillResult, error) {
 	case resp.StatusCode >= 500 && canStale():
 		return stale(fmt.Errorf("status %s", resp.Status), resp.StatusCode)
 	case cacheableStatus(resp.StatusCode) && storableFor(resp.Header, q.authorized) && !q.cc.noStore:
+		if resp.StatusCode == http.StatusOK {
+			if res := s.startStream(q, e, resp, cancel, now); res != nil {
+				handedOff = true
+				res.fwd, res.fwdStatus = fwd, resp.StatusCode
+				return res, nil
+			}
+		}
 		res, err := s.store(q, e, resp, now)
 		if errors.Is(err, errStore) {
 			// The cache's disk failed, not the origin: pass through (store_fs.go).

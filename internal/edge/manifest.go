@@ -43,6 +43,9 @@ func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) error {
 	q := s.newQuery(&http.Request{Header: http.Header{}}, p, key)
 	for range maxServeAttempts {
 		res, err := s.obtain(r.Context(), q)
+		if err == nil {
+			res, err = res.settle(r.Context())
+		}
 		if err != nil {
 			return err
 		}

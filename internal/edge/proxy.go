@@ -43,6 +43,8 @@ func (s *Server) handleContent(w http.ResponseWriter, r *http.Request) error {
 			return s.passThrough(w, r, key, res, q.authorized)
 		case res.pass != nil:
 			return s.replay(w, r, res)
+		case res.stream != nil:
+			return s.serveStream(w, r, res)
 		}
 		if err := s.serveEntry(w, r, res); !errors.Is(err, errNotCached) {
 			return err

@@ -214,6 +214,7 @@ type Server struct {
 
 	vary        varyIndex
 	surrogates  surrogateIndex
+	streams     streams
 	purgedTotal prometheus.Counter
 	fills       group[*fillResult]   // by query.flightKey
 	builds      group[builtManifest] // by version id

@@ -37,6 +37,10 @@ type osFS struct{}
 
 func (osFS) CreateTemp(dir, pattern string) (storeFile, error) { return os.CreateTemp(dir, pattern) }
 
+// Free reports the bytes an unprivileged writer may still put on dir's
+// file system.
+func (osFS) Free(dir string) (int64, error) { return diskFree(dir) }
+
 // isNoSpace reports whether err means the disk (or the quota) is full.
 func isNoSpace(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
