@@ -34,6 +34,9 @@ func (s *Server) handleContent(w http.ResponseWriter, r *http.Request) error {
 		return s.forwardUnsafe(w, r, key)
 	}
 	q := s.newQuery(r, p, key)
+	if handled, err := s.trySlices(w, r, q); handled {
+		return err
+	}
 	for range maxServeAttempts {
 		res, err := s.obtain(r.Context(), q)
 		switch {
@@ -69,6 +72,7 @@ func (s *Server) invalidate(key string) {
 		if e, _, ok := s.cache.lookup(k); ok {
 			s.cache.remove(e)
 		}
+		s.dropSlices(k)
 	}
 }
 

@@ -126,6 +126,10 @@ func (s *Server) indexStored() {
 		if m.Header["Surrogate-Key"] != "" {
 			s.surrogates.add(k, m.Header["Surrogate-Key"])
 		}
+		if base, _, ok := strings.Cut(k, keySep+"slice="); ok {
+			s.slices.add(k, sliceTag(base))
+			continue
+		}
 		if primary := primaryKey(k); primary != k {
 			names := varyNames(http.Header{"Vary": {m.Header["Vary"]}})
 			if len(names) > 0 {
@@ -173,7 +177,7 @@ func (s *Server) handleAdmin(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		n = s.purgeKeys(append(s.vary.take(key), key), soft)
+		n = s.purgeKeys(s.withSlices(append(s.vary.take(key), key)), soft)
 	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/purge/key/"):
 		tag, err := url.PathUnescape(strings.TrimPrefix(r.URL.EscapedPath(), "/purge/key/"))
 		if err != nil || tag == "" {
@@ -237,8 +241,7 @@ func (s *Server) purge(r *http.Request, req PurgeRequest, soft bool) (int, error
 		if err != nil {
 			return 0, err
 		}
-		keys = append(keys, s.vary.take(key)...)
-		keys = append(keys, key)
+		keys = append(keys, s.withSlices(append(s.vary.take(key), key))...)
 	}
 	if len(req.Prefixes) > 0 {
 		var prefixes []string
@@ -271,6 +274,16 @@ func (s *Server) purge(r *http.Request, req PurgeRequest, soft bool) (int, error
 		n += s.purgeTag(t, soft)
 	}
 	return n, nil
+}
+
+// withSlices adds the stored slices of keys to them (and forgets them:
+// a purge removes or re-marks them all).
+func (s *Server) withSlices(keys []string) []string {
+	out := keys
+	for _, k := range keys {
+		out = append(out, s.slices.take(sliceTag(k))...)
+	}
+	return out
 }
 
 func (s *Server) purgeTag(tag string, soft bool) int {

@@ -215,6 +215,8 @@ type Server struct {
 	vary        varyIndex
 	surrogates  surrogateIndex
 	streams     streams
+	slices      surrogateIndex // stored slices by sliceTag(key)
+	noSlices    passMemo       // keys whose origin answered a slice without 206
 	purgedTotal prometheus.Counter
 	fills       group[*fillResult]   // by query.flightKey
 	builds      group[builtManifest] // by version id
@@ -284,6 +286,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.metrics = newMetrics(s)
 	s.metrics.reg.MustRegister(s.cache.collectors()...)
 	s.surrogates.limit = 16 * cfg.MaxObjects
+	s.slices.limit = cfg.MaxObjects
 	s.indexStored()
 	s.purgedTotal = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "edgeswarm_edge_purged_total",
