@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgeswarm/edgeswarm/internal/edge"
+	"github.com/edgeswarm/edgeswarm/internal/swarm"
 	"github.com/edgeswarm/edgeswarm/internal/units"
 )
 
@@ -141,6 +142,7 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 	f.DurationVar(&cfg.MaxStaleWhileRevalidate, "max-stale-while-revalidate", time.Hour, "cap on the origin's stale-while-revalidate")
 	f.DurationVar(&cfg.ClientSendTimeout, "client-send-timeout", time.Minute, "close a client connection whose writes make no progress for this long")
 	f.Int64Var(&cfg.MaxRequestBody, "max-request-body", 1<<30, "largest request body passed to the origin (POST, PUT, …), bytes; larger get 413")
+	f.IntVar(&cfg.Swarm.AnnounceBudget, "announce-budget", swarm.DefaultAnnounceBudget, "announces per second one object's swarm may cost: peers are told to announce every members/budget seconds when that exceeds 500ms (at most the peer TTL / 2); -1 means every 500ms whatever the swarm's size")
 	f.IntVar(&cfg.MaxChunkUploads, "max-chunk-uploads", 64, "chunk uploads served at once; past it peers get 503 and ask again shortly")
 	f.StringVar(&keyArg, "key-file", "", "ed25519 manifest-signing key file (default CACHE-DIR/edge.key; created if absent)")
 	f.StringVar(&adminListen, "admin-listen", "", "address of the admin listener (purge API); keep it private")
@@ -180,6 +182,7 @@ func overlayFlags(file, flags edge.Config, changed func(string) bool) edge.Confi
 		"max-stale-if-error":         func() { file.MaxStaleIfError = flags.MaxStaleIfError },
 		"max-stale-while-revalidate": func() { file.MaxStaleWhileRevalidate = flags.MaxStaleWhileRevalidate },
 		"max-chunk-uploads":          func() { file.MaxChunkUploads = flags.MaxChunkUploads },
+		"announce-budget":            func() { file.Swarm.AnnounceBudget = flags.Swarm.AnnounceBudget },
 		"client-send-timeout":        func() { file.ClientSendTimeout = flags.ClientSendTimeout },
 		"max-request-body":           func() { file.MaxRequestBody = flags.MaxRequestBody },
 	} {

@@ -91,6 +91,7 @@ func newSimCmd(*globalFlags) *cobra.Command {
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed of every random choice")
 	f.Float64Var(&cfg.Churn, "churn", 0.2, "churn: share of peers that leave (half mid-download, half once complete)")
 	f.Float64Var(&arrivalS, "arrival", 0, "churn: seconds over which peers arrive; 0 means the fluid bound")
+	f.IntVar(&cfg.AnnounceBudget, "announce-budget", 0, "the edge's announces per second per object (swarm announce_budget): peers announce at the interval the edge stretches to members / budget; 0 means its default ("+strconv.Itoa(swarm.DefaultAnnounceBudget)+"), -1 none (every 500 ms)")
 	f.IntVar(&cfg.EdgeMaxUploads, "edge-max-uploads", 64, "chunk uploads the edge serves at once, refusing more with 503 (the real edge's --max-chunk-uploads default); 0 means unlimited")
 	f.IntVar(&cfg.SwarmCap, "swarm-cap", 0, "peers the tracker records per object (swarm max_peers_per_object); 0 means its default ("+strconv.Itoa(swarm.DefaultMaxPeersPerObject)+"), -1 no bound")
 	f.StringVar(&handout, "handout", swarm.DefaultPolicy, "the tracker's hand-out policy: weighted, useful-first or random")

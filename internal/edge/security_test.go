@@ -142,7 +142,7 @@ func TestClientSendTimeoutAndBodyLimit(t *testing.T) {
 		w.Header().Set("Cache-Control", "max-age=600")
 		w.Write(body)
 	})
-	e := newEdge(t, o, clk, func(c *Config) { c.ClientSendTimeout = 300 * time.Millisecond; c.MaxRequestBody = 1 << 20 })
+	e := newEdge(t, o, clk, func(c *Config) { c.ClientSendTimeout = 1500 * time.Millisecond; c.MaxRequestBody = 1 << 20 })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +165,7 @@ func TestClientSendTimeoutAndBodyLimit(t *testing.T) {
 		start := time.Now()
 		// Read nothing: the edge's writes stall once the socket buffers fill.
 		waitFor(t, "the edge to give up the stalled client", func() bool {
-			return runtime.NumGoroutine() <= base+1 && time.Since(start) > 300*time.Millisecond
+			return runtime.NumGoroutine() <= base+1 && time.Since(start) > 1500*time.Millisecond
 		})
 		if d := time.Since(start); d > 8*time.Second {
 			t.Errorf("stalled client held for %v", d)

@@ -82,7 +82,9 @@ type Config struct {
 	// from the clients waiting on it); 0 means 10m.
 	FillTimeout time.Duration `yaml:"fill_timeout"`
 	// AnnounceInterval is how often peers are told to announce; 0 means
-	// 500ms.
+	// 500ms. An object's swarm is told a longer one once its members
+	// would exceed the tracker's announce budget
+	// (Swarm.AnnounceBudget; swarm.AnnounceInterval).
 	AnnounceInterval time.Duration `yaml:"announce_interval"`
 	// MaxChunkUploads caps chunk responses in progress at once; past it the
 	// edge answers 503 at once and agents back off and ask again. It keeps a

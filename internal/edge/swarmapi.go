@@ -62,7 +62,9 @@ func (s *Server) handleAnnounce(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	cands := s.tracker.Handout(root, req.PeerID, req.Want)
-	resp := wire.AnnounceResponse{Peers: make([]wire.PeerInfo, 0, len(cands)), AnnounceIntervalMs: s.announceMs()}
+	// The interval grows with the swarm (swarm.Config.AnnounceBudget).
+	iv := s.tracker.AnnounceInterval(root, s.cfg.AnnounceInterval)
+	resp := wire.AnnounceResponse{Peers: make([]wire.PeerInfo, 0, len(cands)), AnnounceIntervalMs: int(iv.Milliseconds())}
 	for _, c := range cands {
 		resp.Peers = append(resp.Peers, wire.PeerInfo{PeerID: c.PeerID, Addr: c.Addr, Have: c.Have.Bytes()})
 	}

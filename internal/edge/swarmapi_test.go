@@ -241,3 +241,41 @@ func TestServeCloseNoLeak(t *testing.T) {
 }
 
 func swarmConfigFastSweep() swarm.Config { return swarm.Config{SweepInterval: time.Millisecond} }
+
+// The announce response carries the tracker's interval for the object's
+// swarm: the configured one while the swarm is small, stretched to
+// members / Swarm.AnnounceBudget as it grows (swarm.AnnounceInterval).
+func TestSwarmAnnounceIntervalGrows(t *testing.T) {
+	clk := newClock()
+	o := newOrigin(t, clk)
+	o.set("/s.bin", &object{body: randomBody(21, 4*16<<10), header: map[string]string{"Cache-Control": "max-age=600", "ETag": `"s"`}})
+	e := newEdge(t, o, clk, func(c *Config) {
+		c.ChunkSize = 16 << 10
+		c.AnnounceInterval = 400 * time.Millisecond
+		c.Swarm.AnnounceBudget = 2 // announces per second
+	})
+	ctx := context.Background()
+	m, err := e.client().Manifest(ctx, "/s.bin", core.NewKeyRing(e.PublicKey()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1 member at 2 per s: 500 ms, more than the configured 400; then 1 s,
+	// 1.5 s, 2 s.
+	for i, want := range []int{500, 1000, 1500, 2000} {
+		r, err := e.client().Register(ctx, wire.RegisterRequest{Addr: fmt.Sprintf("127.0.0.1:%d", 7200+i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.AnnounceIntervalMs != 400 {
+			t.Errorf("register: interval %d ms, want the configured 400", r.AnnounceIntervalMs)
+		}
+		resp, err := e.client().Announce(ctx, wire.AnnounceRequest{PeerID: r.PeerID, Token: r.Token, Root: m.Root.String(),
+			Have: core.NewBitfield(m.NumChunks()).Bytes()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.AnnounceIntervalMs != want {
+			t.Errorf("%d members at 2 announces per s: interval %d ms, want %d", i+1, resp.AnnounceIntervalMs, want)
+		}
+	}
+}

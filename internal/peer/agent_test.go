@@ -183,3 +183,41 @@ func TestResumeFromDisk(t *testing.T) {
 		t.Fatal("resumed object differs")
 	}
 }
+
+// TestAgentHonoursEdgeAnnounceInterval: a download announces at its own
+// interval unless the edge asks for a longer one (the edge stretches it as
+// a swarm grows: swarm.AnnounceInterval), and then at the edge's.
+func TestAgentHonoursEdgeAnnounceInterval(t *testing.T) {
+	t.Cleanup(func() { checkNoLeaks(t) })
+	count := func(edgeMs int) int64 {
+		e := newFakeEdge(t, 0)
+		e.mu.Lock()
+		e.announceMs = edgeMs
+		e.mu.Unlock()
+		e.addObject("/a.bin", testData(40_000, 5), 16<<10)
+		a, err := New(Config{Edge: e.srv.URL + "/", Keys: e.keys(), AnnounceIntervalMs: 20}, Deps{Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		d, err := a.Download(context.Background(), "/a.bin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // the completion's announce is out
+		n0 := e.announces.Load()
+		time.Sleep(600 * time.Millisecond)
+		return e.announces.Load() - n0
+	}
+	// The edge's 20 ms (its own): ~30 announces in 600 ms.
+	if n := count(20); n < 5 {
+		t.Errorf("edge interval 20 ms: %d announces in 600 ms, want many", n)
+	}
+	// The edge's 2 s, longer than the agent's 20 ms: at most one.
+	if n := count(2000); n > 1 {
+		t.Errorf("edge interval 2 s: %d announces in 600 ms, want at most 1", n)
+	}
+}

@@ -71,6 +71,9 @@ type fakeEdge struct {
 	reports  []wire.ReportRequest           // guarded by mu
 	extra    []wire.PeerInfo                // guarded by mu: fake peers in every hand-out
 	manifest func(url string) ([]byte, int) // guarded by mu: overrides the manifest answer
+	// announceMs is the announce interval the announce responses carry
+	// (guarded by mu); 0 means 500.
+	announceMs int
 
 	chunkBytes atomic.Int64 // chunk payload bytes served
 	manifests  atomic.Int64 // manifest requests
@@ -197,6 +200,9 @@ func (e *fakeEdge) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		tp.have[req.Root] = req.Have
 		resp := wire.AnnounceResponse{AnnounceIntervalMs: 500}
+		if e.announceMs != 0 {
+			resp.AnnounceIntervalMs = e.announceMs
+		}
 		for _, id := range e.order {
 			o := e.peers[id]
 			h, ok := o.have[req.Root]

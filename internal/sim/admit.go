@@ -33,12 +33,35 @@ func (s *Sim) refuses(node int32) bool {
 func (s *Sim) refuse(p *peerState, sr *src) {
 	p.busy++
 	s.waitSeq++
+	if w := int(s.waitSeq / 64); w >= len(s.waitDead) {
+		s.waitDead = append(s.waitDead, make([]uint64, w+1-len(s.waitDead))...)
+	}
 	sr.until = s.now + 2*s.oneWay(p.node, sr.node) + peer.BusyBackoff(p.rng).Seconds()
 	sr.busyWait = true
 	sr.waitGen = uint32(s.waitSeq)
 	nd := &s.nodes[sr.node]
 	nd.waiters = append(nd.waiters, waiter{until: sr.until, seq: s.waitSeq, peer: p.node, slot: sr.slot, gen: sr.waitGen})
 	waitUp(nd.waiters, len(nd.waiters)-1)
+}
+
+// forgetWait marks sr's wait at its sender dead (sr is dropped, or its
+// download ended), so that admit discards it without looking at the
+// requester (whose state is cold by then).
+func (s *Sim) forgetWait(sr *src) {
+	if sr.busyWait {
+		seq := s.waitSeqOf(sr)
+		s.waitDead[seq/64] |= 1 << (seq % 64)
+	}
+}
+
+// waitSeqOf is the sequence number of sr's wait: the latest refusal whose
+// low 32 bits are its waitGen.
+func (s *Sim) waitSeqOf(sr *src) uint64 {
+	seq := s.waitSeq&^0xffffffff | uint64(sr.waitGen)
+	if seq > s.waitSeq {
+		seq -= 1 << 32
+	}
+	return seq
 }
 
 // liveWaiter returns q's state for the source at node (in slot) if it
@@ -81,6 +104,10 @@ func (s *Sim) admit(node int32) {
 	nd := &s.nodes[node]
 	for len(nd.waiters) > 0 && (nd.maxUploads == 0 || nd.uploads < nd.maxUploads) {
 		w := nd.waiters[0]
+		if s.waitDead[w.seq/64]&(1<<(w.seq%64)) != 0 {
+			nd.waiters = waitPop(nd.waiters)
+			continue
+		}
 		q := &s.peers[w.peer]
 		sr := s.liveWaiter(q, node, w.slot, w.gen)
 		if sr == nil {

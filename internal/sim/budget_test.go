@@ -80,7 +80,9 @@ func TestAutoHandouts(t *testing.T) {
 		c := Config{Peers: n, Size: size}.withDefaults()
 		want := c.Agent.MaxPeers
 		bound := fluid.Bound(c.Peers, c.Size, c.EdgeUp, c.PeerUp, c.PeerDown)
-		perPeer := bound*1000/float64(c.Agent.AnnounceIntervalMs) + 2
+		// Peers announce at the interval the tracker gives the crowd.
+		iv := swarm.AnnounceInterval(swarm.Config{}, time.Duration(c.Agent.AnnounceIntervalMs)*time.Millisecond, n)
+		perPeer := bound/iv.Seconds() + 2
 		growth := 1 + math.Ceil(math.Log2(max(float64(n)/float64(want), 1)))
 		draws := float64(n) * (perPeer/float64(c.RerankEvery) + growth)
 		chunks := float64((size + c.ChunkSize - 1) / c.ChunkSize)

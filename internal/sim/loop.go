@@ -68,23 +68,25 @@ type flight struct {
 // bitfield it announced is a prefix of its log: a source holds the first n
 // chunks of its node's log, and a hand-out that brings a larger n adds
 // just the chunks in between.
+//
+// What the loop's pass over its sources reads comes first.
 type src struct {
-	node      int32  // 0: the edge
-	n         int32  // it holds the first n chunks of node's log
-	slot      int32  // its bitfield's place in the peer's arena; -1: the edge (everything)
-	key       uint64 // the node's peer ID order
-	rate      float64
 	until     float64
-	haveEpoch uint32
+	rate      float64
+	key       uint64 // the node's peer ID order
+	inflight  int32
+	slots     int32 // peer.Slots of rate and failures; 0: to compute
+	stale     bool
+	busyWait  bool // refused for load; the sender wakes it
+	emptyOK   bool
 	emptyGrow uint32
 	emptyHave uint32
+	haveEpoch uint32
+	node      int32 // 0: the edge
+	n         int32 // it holds the first n chunks of node's log
+	slot      int32 // its bitfield's place in the peer's arena; -1: the edge (everything)
 	waitGen   uint32
-	inflight  int32
 	failures  int32
-	slots     int32 // peer.Slots of rate and failures; 0: to compute
-	emptyOK   bool
-	stale     bool
-	busyWait  bool    // refused for load; the sender wakes it
 	base      float64 // peer.BaseLatency, s; 0 = unmeasured
 	baseAt    float64
 }
@@ -102,45 +104,52 @@ const (
 
 // peerState is one peer: its download loop, its announcer and its counters.
 type peerState struct {
-	node      int32
+	// What most events read comes first: its cache lines are cold by the
+	// time a peer's next event comes.
 	state     uint8
+	pendDue   bool // a repeated hand-out arrived, not yet applied (pend)
 	leave     uint8
 	completed bool
 	announced bool
 	annBusy   bool
 	annAgain  bool
-	key       uint64
-	rng       *rand.Rand
+	hoPure    bool // the hand-out in transit repeats the previous one
+	node      int32
+	grow      uint32
+	sources   []src   // handed-out peers, by node
+	slotIdx   []int32 // each arena slot's source (index in sources), -1 if free
+
+	flights  []int32 // live requests, oldest first
+	pending  bitset
+	nPending int
+	nMissing int
+
+	held         bitset
+	heldN        int
+	avail        []int32
+	lastProgress float64
+
+	arena                        []uint64 // the sources' bitfields, words per source each
+	rng                          *rand.Rand
+	tick0                        float64
+	wakeEv, annEv, hoEv, leaveEv int32
+	requests, busy               int32
+
+	key      uint64
+	stripe   int
+	stripes  int
+	annMs    int32 // the announce interval of the latest response, ms
+	timeouts int32
+	freeSlot []int32   // unused places in arena
+	ho       []hoEntry // the hand-out in transit
+	pend     []hoEntry // a repeated hand-out arrived, not yet applied
+	edge     src
 
 	joinAt, endAt float64
 	leaveAfter    float64
-	tick0         float64
-	lastProgress  float64
-
-	held     bitset
-	heldN    int
-	pending  bitset
-	nMissing int
-	nPending int
-	grow     uint32
-	flights  []int32  // live requests, oldest first
-	sources  []src    // handed-out peers, by node
-	arena    []uint64 // the sources' bitfields, words per source each
-	slotIdx  []int32  // each arena slot's source (index in sources), -1 if free
-	freeSlot []int32  // unused places in arena
-	edge     src
-	avail    []int32
-	stripe   int
-	stripes  int
-	ho       []hoEntry // the hand-out in transit
-	hoPure   bool      // it repeats the previous one
-	pend     []hoEntry // a repeated hand-out arrived, not yet applied
-	pendDue  bool
-
-	wakeEv, annEv, hoEv, leaveEv int32
 
 	edgeBytes, peerBytes, crossBytes, dupBytes int64
-	requests, timeouts, busy                   int32
+	_                                          [8]byte // 512 bytes: 8 whole cache lines
 }
 
 func (s *Sim) kind(node int32) peer.SourceKind {
@@ -285,7 +294,7 @@ func (s *Sim) schedule(p *peerState) {
 		if !s.usable(sr) || int(sr.inflight) >= s.slots(sr) {
 			continue
 		}
-		e := schedEntry{sr.rate, s.keys[sr.node], int32(i)}
+		e := schedEntry{sr.rate, sr.key, int32(i)}
 		if p.nPending > 0 && sr.emptyOK && sr.emptyGrow == p.grow && sr.emptyHave == sr.haveEpoch {
 			empty = append(empty, e)
 		} else {
@@ -595,7 +604,7 @@ func (s *Sim) deliver(id int32) {
 		p.edgeBytes += n
 	} else {
 		p.peerBytes += n
-		if s.nodes[f.src].isp != s.nodes[f.peer].isp {
+		if s.isps[f.src] != s.isps[f.peer] {
 			p.crossBytes += n
 		}
 	}
@@ -726,6 +735,10 @@ func (s *Sim) endDownload(p *peerState) {
 		s.cancelFlight(p, p.flights[len(p.flights)-1])
 	}
 	s.q.cancel(p.wakeEv)
+	s.forgetWait(&p.edge)
+	for k := range p.sources {
+		s.forgetWait(&p.sources[k])
+	}
 	p.sources, p.avail, p.pending, p.flights = nil, nil, nil, nil
 	p.arena, p.slotIdx, p.freeSlot, p.pend, p.pendDue = nil, nil, nil, nil, false
 }

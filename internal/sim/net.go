@@ -36,20 +36,22 @@ type pool struct {
 	h    []int32 // flights, a min-heap by tag
 }
 
+// node is 128 bytes, two cache lines: the first has what a request to it
+// (refuses, admit) and its flows' shares read.
 type node struct {
-	up, down float64 // bytes/s
-	lat      float64 // one-way latency to the core, seconds
-	isp      uint8
-	dead     bool // left abruptly: requests to it fail
-	nUp      int32
-	nDown    int32
-	out, in  []int32 // active flows sent and received
-	rbOut    int32   // flows in out that are receiver-bound
 	// Upload slots: requests admitted (in transit or sending). A request
 	// past maxUploads is refused (503); 0 means unlimited.
 	uploads, maxUploads int32
-	waiters             []waiter // refused requesters, a min-heap by until
 	admitEv             int32
+	nUp                 int32
+	nDown               int32
+	isp                 uint8
+	dead                bool     // left abruptly: requests to it fail
+	waiters             []waiter // refused requesters, a min-heap by until
+	up, down            float64  // bytes/s
+	lat                 float64  // one-way latency to the core, seconds
+	rbOut               int32    // flows in out that are receiver-bound
+	out, in             []int32  // active flows sent and received
 }
 
 const (
@@ -69,8 +71,16 @@ func share(capacity float64, k int32) float64 {
 	return capacity / float64(k)
 }
 
-func (s *Sim) x(n int32) float64 { return share(s.nodes[n].up, s.nodes[n].nUp) }
-func (s *Sim) y(n int32) float64 { return share(s.nodes[n].down, s.nodes[n].nDown) }
+// x and y are node n's uplink and downlink shares, kept in Sim.xs and
+// Sim.ys (dense arrays: the rebalancing scans read them for every flow of
+// a node, each at another node) whenever n's flows change (setShares).
+func (s *Sim) x(n int32) float64 { return s.xs[n] }
+func (s *Sim) y(n int32) float64 { return s.ys[n] }
+
+func (s *Sim) setShares(n int32) {
+	nd := &s.nodes[n]
+	s.xs[n], s.ys[n] = share(nd.up, nd.nUp), share(nd.down, nd.nDown)
+}
 
 func (s *Sim) advance(p *pool) {
 	if len(p.h) == 0 {
@@ -116,6 +126,8 @@ func (s *Sim) startFlow(id int32) {
 	s.advance(pr)
 	ns.nUp++
 	nr.nDown++
+	s.setShares(src)
+	s.setShares(dst)
 	ps.r, pr.r = s.x(src), s.y(dst)
 	f.opos = int32(len(ns.out))
 	ns.out = append(ns.out, id)
@@ -157,6 +169,8 @@ func (s *Sim) endFlow(id int32) {
 	f.where = inNone
 	ns.nUp--
 	nr.nDown--
+	s.setShares(src)
+	s.setShares(dst)
 	ps.r, pr.r = s.x(src), s.y(dst)
 	last := ns.out[len(ns.out)-1]
 	ns.out[f.opos] = last

@@ -114,6 +114,17 @@ func (q *queue) after(h int32, now, d float64) {
 	}
 	at := now + d
 	if l == nil {
+		// A lane left empty takes the new delay (the announce interval
+		// changes as the swarm grows).
+		for i := range q.lanes {
+			if q.lanes[i].head == len(q.lanes[i].buf) {
+				l = &q.lanes[i]
+				l.d, l.buf, l.head = d, l.buf[:0], 0
+				break
+			}
+		}
+	}
+	if l == nil {
 		if len(q.lanes) == maxLanes {
 			q.schedule(h, at)
 			return

@@ -99,6 +99,14 @@ type Config struct {
 	// real tracker draws one at every announce. 0 means 1, raised (up to
 	// 50) while the run's fresh hand-outs × chunks exceed DrawBudget.
 	RerankEvery int
+	// AnnounceBudget is the edge's announce budget per object, as
+	// swarm.Config.AnnounceBudget: peers announce at the interval
+	// swarm.AnnounceInterval gives for the tracker's members at each
+	// announce (the agent's announce interval stretched as the swarm
+	// grows), as the edge tells them. 0 means the tracker's default
+	// (swarm.DefaultAnnounceBudget); negative means none (the agent's
+	// interval whatever the swarm's size).
+	AnnounceBudget int
 	// EdgeMaxUploads bounds the chunk uploads the edge serves at once,
 	// refusing more with 503 as peers do past MaxUploads (the real edge's
 	// MaxChunkUploads). 0 means unlimited.
@@ -203,7 +211,7 @@ func coarseChunk(peers int, size int64, cs int, budget int64) int {
 
 // autoHandouts sets RerankEvery and HandoutSample when they are 0, for a
 // flash crowd of Peers: each peer announces about bound / interval + 2
-// times and gets a fresh hand-out at every RerankEvery-th of them, plus
+// times (the interval the tracker gives a swarm of Peers members) and gets a fresh hand-out at every RerankEvery-th of them, plus
 // one each time the swarm's holders double (about log2(peers / hand-out
 // size) times); RerankEvery is the smallest (up to 50) that keeps fresh
 // hand-outs × chunks within DrawBudget, then HandoutSample the largest
@@ -212,7 +220,12 @@ func coarseChunk(peers int, size int64, cs int, budget int64) int {
 func (c *Config) autoHandouts() {
 	want := min(c.Agent.MaxPeers, wire.MaxHandout)
 	bound := fluid.Bound(c.Peers, c.Size, c.EdgeUp, c.PeerUp, c.PeerDown)
-	perPeer := bound*1000/float64(c.Agent.AnnounceIntervalMs) + 2
+	members := c.Peers
+	if c.SwarmCap > 0 {
+		members = min(members, c.SwarmCap)
+	}
+	iv := swarm.AnnounceInterval(c.swarmConfig(), time.Duration(c.Agent.AnnounceIntervalMs)*time.Millisecond, members)
+	perPeer := bound/iv.Seconds() + 2
 	growth := 1 + math.Ceil(math.Log2(max(float64(c.Peers)/float64(want), 1)))
 	chunks := float64((c.Size + int64(c.ChunkSize) - 1) / int64(c.ChunkSize))
 	draws := func(every int) float64 { return float64(c.Peers) * (perPeer/float64(every) + growth) }
@@ -229,6 +242,11 @@ func (c *Config) autoHandouts() {
 			c.HandoutSample = max(fit, want) // ≤ want: drawn, not ranked
 		}
 	}
+}
+
+// swarmConfig is the tracker configuration the simulated one mirrors.
+func (c Config) swarmConfig() swarm.Config {
+	return swarm.Config{AnnounceBudget: c.AnnounceBudget}
 }
 
 func (c Config) validate() error {
@@ -309,9 +327,13 @@ type Result struct {
 	Handouts       int64 `json:"handouts"`
 	Ranked         int64 `json:"handouts_ranked"` // hand-outs the policy ranked
 	RerankEvery    int   `json:"rerank_every"`
-	HandoutSample  int   `json:"handout_sample"`   // members drawn per fresh hand-out (-1: all)
-	FetchTimeoutMs int   `json:"fetch_timeout_ms"` // the agents' request timeout floor
-	StallTimeoutMs int   `json:"stall_timeout_ms"` // the agents' stall timeout
+	HandoutSample  int   `json:"handout_sample"`  // members drawn per fresh hand-out (-1: all)
+	AnnounceBudget int   `json:"announce_budget"` // the tracker's announces per second per object (-1: none)
+	// AnnounceMaxMs is the longest announce interval the tracker gave
+	// (swarm.AnnounceInterval).
+	AnnounceMaxMs  int `json:"announce_interval_max_ms"`
+	FetchTimeoutMs int `json:"fetch_timeout_ms"` // the agents' request timeout floor
+	StallTimeoutMs int `json:"stall_timeout_ms"` // the agents' stall timeout
 }
 
 // Peer states.
@@ -332,13 +354,16 @@ type Sim struct {
 	maxFlight int
 	stall     float64
 	tick      float64
-	announce  float64
+	announce  time.Duration // the agents' announce interval
 	bound     float64
 	maxTime   float64
 
 	now   float64
 	q     queue
-	nodes []node // 0 is the edge, 1..N the peers
+	nodes []node    // 0 is the edge, 1..N the peers
+	xs    []float64 // each node's uplink share (x)
+	ys    []float64 // each node's downlink share (y)
+	isps  []uint8   // each node's ISP
 	pools []pool
 	fl    []flight
 	free  []int32
@@ -353,7 +378,10 @@ type Sim struct {
 
 	running int // peers not yet done, failed or gone
 	waitSeq uint64
-	res     Result
+	// waitDead marks, by sequence number, waits whose requester no longer
+	// waits (forgetWait).
+	waitDead []uint64
+	res      Result
 
 	keys []uint64 // each peer's ID order (peerState.key)
 	// log holds, for each node, the chunks it received in order
@@ -388,7 +416,7 @@ func New(cfg Config) (*Sim, error) {
 	s.nChunks = int((cfg.Size + int64(s.cs) - 1) / int64(s.cs))
 	s.maxFlight = peer.MaxFlights(s.pc, s.cs)
 	s.stall = time.Duration(s.pc.StallTimeoutMs * int(time.Millisecond)).Seconds()
-	s.announce = time.Duration(s.pc.AnnounceIntervalMs * int(time.Millisecond)).Seconds()
+	s.announce = time.Duration(s.pc.AnnounceIntervalMs) * time.Millisecond
 	s.bound = fluid.Bound(cfg.Peers, cfg.Size, cfg.EdgeUp, cfg.PeerUp, cfg.PeerDown)
 	s.maxTime = cfg.MaxTime.Seconds()
 	if s.maxTime == 0 {
@@ -397,6 +425,7 @@ func New(cfg Config) (*Sim, error) {
 	n := cfg.Peers + 1
 	lat := cfg.RTT.Seconds() / 4
 	s.nodes = make([]node, n)
+	s.xs, s.ys, s.isps = make([]float64, n), make([]float64, n), make([]uint8, n)
 	s.pools = make([]pool, 2*n)
 	s.touchMark = make([]uint32, 2*n)
 	s.touchStamp = 1
@@ -411,6 +440,8 @@ func New(cfg Config) (*Sim, error) {
 			nd.maxUploads = int32(s.pc.MaxUploads)
 			nd.isp = uint8(i % 2)
 		}
+		s.isps[i] = nd.isp
+		s.setShares(int32(i))
 		nd.admitEv = s.q.alloc(evAdmit, int32(i))
 		s.pools[senderPool(int32(i))].ev = s.q.alloc(evPool, senderPool(int32(i)))
 		s.pools[receiverPool(int32(i))].ev = s.q.alloc(evPool, receiverPool(int32(i)))
@@ -549,6 +580,12 @@ func (s *Sim) finishResult() {
 	}
 	r.Handouts, r.Ranked, r.RerankEvery, r.HandoutSample = s.tr.handouts, s.tr.ranked, c.RerankEvery, c.HandoutSample
 	r.FetchTimeoutMs, r.StallTimeoutMs = s.pc.FetchTimeoutMs, s.pc.StallTimeoutMs
+	r.AnnounceBudget, r.AnnounceMaxMs = c.AnnounceBudget, s.tr.maxIvMs
+	if r.AnnounceBudget == 0 {
+		r.AnnounceBudget = swarm.DefaultAnnounceBudget
+	} else if r.AnnounceBudget < 0 {
+		r.AnnounceBudget = -1
+	}
 	if len(times) > 0 {
 		slices.Sort(times)
 		r.Completion = Stats{Min: times[0], Median: median(times), Max: times[len(times)-1]}

@@ -141,3 +141,65 @@ func TestConfigValidation(t *testing.T) {
 		}
 	}
 }
+
+// A wait at a busy sender is marked over (forgetWait) only when the
+// requester no longer waits there (liveWaiter finds nothing), so that
+// admit may discard marked waits without reading the requester, and every
+// wait that is over is marked but one kind: checked at every event of a
+// churn run, where sources are dropped, downloads end and senders leave
+// mid-upload.
+//
+// The exception is a wait superseded by a later wait of the same source:
+// admit wakes a waiter and calls fill, whose applyHandout may apply a
+// repeated hand-out that arrived meanwhile and, when that reorders the
+// sources, leave admit's pointer on another source, which fill may then
+// ask during its backoff. admit discards such a wait through liveWaiter,
+// as before forgetWait existed.
+func TestDeadWaitsMarked(t *testing.T) {
+	s, err := New(Config{Scenario: Churn, Peers: 80, Size: 4 << 20, ChunkSize: 64 << 10, Churn: 0.4, RerankEvery: 2, HandoutSample: 60})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked, dead, superseded := 0, 0, 0
+	type key struct{ peer, slot, node int32 }
+	latest := map[key]uint32{} // the latest wait seen of each source
+	for s.running > 0 {
+		h, ok := s.q.pop()
+		if !ok {
+			break
+		}
+		e := s.q.ev[h]
+		s.now = e.at
+		s.dispatch(e.kind, e.obj)
+		for n := range s.nodes {
+			for _, w := range s.nodes[n].waiters {
+				k := key{w.peer, w.slot, int32(n)}
+				latest[k] = max(latest[k], w.gen)
+			}
+		}
+		if s.q.pops%5 != 0 {
+			continue // a wait lasts several events: every fifth is checked
+		}
+		for n := range s.nodes {
+			for _, w := range s.nodes[n].waiters {
+				marked := s.waitDead[w.seq/64]&(1<<(w.seq%64)) != 0
+				live := s.liveWaiter(&s.peers[w.peer], int32(n), w.slot, w.gen) != nil
+				checked++
+				switch {
+				case marked && live:
+					t.Fatalf("t=%.3f: wait %d of peer %d at node %d marked over while it waits", s.now, w.seq, w.peer, n)
+				case marked:
+					dead++
+				case !live && latest[key{w.peer, w.slot, int32(n)}] > w.gen:
+					superseded++ // the same source waited again while this wait was queued
+				case !live:
+					t.Fatalf("t=%.3f: wait %d of peer %d at node %d over but not marked", s.now, w.seq, w.peer, n)
+				}
+			}
+		}
+	}
+	if dead == 0 || checked == dead {
+		t.Errorf("%d waits checked, %d over: the run did not exercise both", checked, dead)
+	}
+	t.Logf("%d waits checked, %d marked over, %d superseded", checked, dead, superseded)
+}

@@ -1,8 +1,9 @@
 package sim
 
 // The edge's tracker and the peers' announces. A downloading peer announces
-// its bitfield every announce interval (and at once after its first chunk
-// and at completion) and gets back, a round trip later, a hand-out of up to
+// its bitfield every announce interval — the one the edge's last response
+// gave, swarm.AnnounceInterval for the tracker's members — (and at once
+// after its first chunk and at completion) and gets back, a round trip later, a hand-out of up to
 // MaxPeers other peers with the bitfields they last announced. As in
 // internal/swarm's Tracker: peers past the swarm cap are not recorded (so
 // never handed out), only peers holding a chunk are handed out, a peer
@@ -44,7 +45,7 @@ import (
 const redrawGrowth = 2
 
 // peerTTL is swarm.Config.PeerTTL's default.
-const peerTTL = 10.0
+var peerTTL = swarm.DefaultPeerTTL.Seconds()
 
 // hoEntry is one handed-out peer and the bitfield it carries: the first n
 // chunks of its log, as it last announced.
@@ -88,8 +89,15 @@ type tracker struct {
 	empty    core.Bitfield
 	bf       []core.Bitfield // wire form of each member's announced bitfield
 	bfN      []int32         // the announced count bf was made for
+	// annBits holds each node's announced count and bitfield (its first
+	// ann chunks), 1 + words per node: a source handed out with the count
+	// its node last announced gains the bits it lacks, a cache line
+	// instead of a log.
+	annBits []uint64
+	words   int
 
 	handouts, ranked int64
+	maxIvMs          int // the longest announce interval given
 }
 
 func newTracker(s *Sim, policy swarm.HandoutPolicy, want, sample, cap, every int, rng *rand.Rand) tracker {
@@ -109,6 +117,14 @@ func (t *tracker) index() {
 	t.count = make([]int32, n)
 	t.drawPool = make([]int32, n)
 	t.empty = core.NewBitfield(t.s.nChunks)
+	t.words = (t.s.nChunks + 63) / 64
+	t.annBits = make([]uint64, n*(1+t.words))
+}
+
+// announced is node's announced count and bitfield (its first ann chunks).
+func (t *tracker) announced(node int32) (int32, bitset) {
+	row := t.annBits[int(node)*(1+t.words) : int(node+1)*(1+t.words)]
+	return int32(row[0]), bitset(row[1:])
 }
 
 // announce records node's bitfield: the first n chunks of its log.
@@ -124,6 +140,15 @@ func (t *tracker) announce(node int32, n int32, seed bool) {
 		mm.in = true
 		t.nIn++
 	}
+	_, b := t.announced(node)
+	if n < mm.ann {
+		clear(b)
+		mm.ann = 0
+	}
+	for _, c := range t.s.logOf(node, n)[mm.ann:] {
+		b.set(int(c))
+	}
+	t.annBits[int(node)*(1+t.words)] = uint64(n)
 	mm.ann = n
 	mm.lastSeen = t.s.now
 	if seed {
@@ -136,6 +161,17 @@ func (t *tracker) announce(node int32, n int32, seed bool) {
 	if mm.elig >= 0 {
 		t.live[node] = n
 	}
+}
+
+// interval is the announce interval the edge returns now, for the members
+// the tracker records (swarm.AnnounceInterval), in milliseconds. The edge's
+// configured interval is taken to be the agents' (500 ms both by default);
+// an agent announces at the longer of its own and the edge's, which is
+// then this.
+func (t *tracker) interval() int32 {
+	ms := int(swarm.AnnounceInterval(t.s.cfg.swarmConfig(), t.s.announce, t.nIn).Milliseconds())
+	t.maxIvMs = max(t.maxIvMs, ms)
+	return int32(ms)
 }
 
 // vanish notes that node stopped announcing without leaving.
@@ -411,6 +447,7 @@ func (s *Sim) doAnnounce(p *peerState) {
 	}
 	p.annBusy = true
 	s.tr.announce(p.node, int32(p.heldN), p.state == psDone)
+	p.annMs = s.tr.interval()
 	p.ho = p.ho[:0]
 	if p.state == psActive {
 		p.ho = s.tr.handout(p.node, p.ho)
@@ -434,7 +471,7 @@ func (s *Sim) onHandoutEvent(p *peerState) {
 		p.annAgain = false
 		s.doAnnounce(p)
 	case p.state == psActive:
-		s.q.after(p.annEv, s.now, s.announce)
+		s.q.after(p.annEv, s.now, float64(p.annMs)/1000)
 	}
 }
 
@@ -499,6 +536,7 @@ func (s *Sim) merge(p *peerState, list []hoEntry) {
 			if sr.inflight > 0 {
 				out = append(out, sr)
 			} else {
+				s.forgetWait(&sr)
 				p.freeSlot = append(p.freeSlot, sr.slot)
 				p.slotIdx[sr.slot] = -1
 			}
@@ -526,10 +564,11 @@ func (s *Sim) merge(p *peerState, list []hoEntry) {
 		p.slotIdx[p.sources[k].slot] = int32(k)
 	}
 	s.srcBuf = out[:0]
+	// The handed-out peers are the sources not stale.
 	p.stripes = len(list) + 1
 	p.stripe = 0
-	for _, e := range list {
-		if s.keys[e.node] < p.key {
+	for k := range p.sources {
+		if sr := &p.sources[k]; !sr.stale && sr.key < p.key {
 			p.stripe++
 		}
 	}
@@ -559,15 +598,28 @@ func (s *Sim) refresh(p *peerState, list []hoEntry) bool {
 	return true
 }
 
-// extend adds to sr the chunks of its node's log from sr.n to n.
+// extend adds to sr the chunks of its node's log from sr.n to n. When n
+// is what the node last announced (the usual case), those are the bits
+// of its announced bitfield that sr lacks.
 func (s *Sim) extend(p *peerState, sr *src, n int32) {
 	if n <= sr.n {
 		return
 	}
 	have := p.have(sr)
-	for _, c := range s.logOf(sr.node, n)[sr.n:] {
-		have.set(int(c))
-		p.avail[c]++
+	if ann, ab := s.tr.announced(sr.node); n == ann {
+		for w, a := range ab {
+			d := a &^ have[w]
+			have[w] |= d
+			for d != 0 {
+				p.avail[w*64+bits.TrailingZeros64(d)]++
+				d &= d - 1
+			}
+		}
+	} else {
+		for _, c := range s.logOf(sr.node, n)[sr.n:] {
+			have.set(int(c))
+			p.avail[c]++
+		}
 	}
 	sr.n = n
 }

@@ -233,3 +233,87 @@ func TestTrackerRepeat(t *testing.T) {
 		t.Errorf("avail %v, want %v", p.avail, want)
 	}
 }
+
+// Simulated peers announce at the interval the edge would tell them: the
+// simulated tracker's swarm.AnnounceInterval for its members is the real
+// tracker's for the same announces and leaves.
+func TestAnnounceIntervalMirrorsSwarm(t *testing.T) {
+	const n = 300
+	s, err := New(Config{Peers: n, Size: 1 << 20, ChunkSize: 16 << 10, AnnounceBudget: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	real, err := swarm.New(swarm.Config{AnnounceBudget: 100, SweepInterval: -1}, swarm.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer real.Close()
+	root := core.Hash{2}
+	base := 500 * time.Millisecond
+	ids := make([]string, n+1)
+	check := func(what string) {
+		t.Helper()
+		want := real.AnnounceInterval(root, base)
+		if got := time.Duration(s.tr.interval()) * time.Millisecond; got != want {
+			t.Fatalf("%s: sim %v, the real tracker %v", what, got, want)
+		}
+	}
+	for i := 1; i <= n; i++ {
+		id, _, err := real.Register(fmt.Sprintf("10.1.%d.%d:7000", i/256, i%256), "", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = id
+		var chunks []int
+		if i%3 != 0 {
+			chunks = upTo(i % 5)
+		}
+		give(s, i, chunks...)
+		bf := core.NewBitfield(s.nChunks)
+		for _, c := range chunks {
+			bf.Set(c)
+		}
+		if err := real.Announce(id, root, s.nChunks, bf); err != nil {
+			t.Fatal(err)
+		}
+		if i%37 == 0 {
+			check(fmt.Sprintf("%d members", i))
+		}
+	}
+	check("full swarm")
+	if got := s.tr.interval(); got != 3000 {
+		t.Fatalf("300 members at 100 per s: %d ms, want 3000", got)
+	}
+	for i := 1; i <= 120; i++ {
+		s.tr.leave(int32(i))
+		real.Leave(ids[i], root)
+	}
+	check("after leaves")
+}
+
+// A run's peers announce at the stretched interval: fewer hand-outs, the
+// longest interval reported, and every peer still completes.
+func TestAnnounceBudgetRun(t *testing.T) {
+	run := func(budget int) Result {
+		r, err := Run(Config{Peers: 200, Size: 8 << 20, ChunkSize: 64 << 10, AnnounceBudget: budget})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Completed != 200 {
+			t.Fatalf("budget %d: %d of 200 completed", budget, r.Completed)
+		}
+		return r
+	}
+	none, tight := run(-1), run(50) // 200 members at 50 per s: 4 s
+	if none.AnnounceMaxMs != 500 || none.AnnounceBudget != -1 {
+		t.Errorf("no budget: longest interval %d ms (budget %d), want 500", none.AnnounceMaxMs, none.AnnounceBudget)
+	}
+	if tight.AnnounceMaxMs != 4000 || tight.AnnounceBudget != 50 {
+		t.Errorf("budget 50: longest interval %d ms (budget %d), want 4000", tight.AnnounceMaxMs, tight.AnnounceBudget)
+	}
+	// Each peer announces about every 4 s instead of every 0.5 s (plus at
+	// its first chunk and completion).
+	if limit := 200 * (tight.SimS/4 + 4); float64(tight.Handouts) > limit || tight.Handouts*3 > none.Handouts {
+		t.Errorf("hand-outs: %d with the budget (limit %.0f), %d without", tight.Handouts, limit, none.Handouts)
+	}
+}

@@ -48,6 +48,8 @@ const (
 const (
 	DefaultMaxPeersPerObject = 100000
 	DefaultHandoutSample     = 1000
+	DefaultAnnounceBudget    = 2000
+	DefaultPeerTTL           = 10 * time.Second
 )
 
 // Config tunes a Tracker. The zero value is usable.
@@ -66,6 +68,15 @@ type Config struct {
 	// at random, so a hand-out costs O(HandoutSample) however large the
 	// swarm grows, and requesters see different parts of it.
 	HandoutSample int `yaml:"handout_sample"`
+	// AnnounceBudget is how many announces per second one object's swarm
+	// may cost the edge: the announce interval the edge tells a swarm's
+	// peers (AnnounceInterval) is stretched from the configured one to
+	// members / AnnounceBudget seconds once the swarm is that large, but
+	// never past PeerTTL / 2, so that a live member never expires between
+	// two announces (past PeerTTL / 2 × AnnounceBudget members the budget
+	// is exceeded; raise PeerTTL to keep it). 0 means 2000; negative means
+	// no budget: the configured interval whatever the swarm's size.
+	AnnounceBudget int `yaml:"announce_budget"`
 	// MaxObjectsPerPeer bounds the swarms one peer is a member of; 0 means
 	// 1000.
 	MaxObjectsPerPeer int `yaml:"max_objects_per_peer"`
@@ -104,8 +115,9 @@ func (c Config) applyDefaults() Config {
 	def(&c.MaxObjectsPerPeer, 1000)
 	def(&c.BanThreshold, 2)
 	def(&c.DefaultWant, 50)
+	def(&c.AnnounceBudget, DefaultAnnounceBudget)
 	if c.PeerTTL == 0 {
-		c.PeerTTL = 10 * time.Second
+		c.PeerTTL = DefaultPeerTTL
 	}
 	if c.RegistrationTTL == 0 {
 		c.RegistrationTTL = 30 * time.Minute
@@ -430,6 +442,37 @@ func (t *Tracker) Announce(peerID string, root core.Hash, numChunks int, have co
 	}
 	p.objects[root] = struct{}{}
 	return nil
+}
+
+// AnnounceInterval is how often the peers of a swarm of members peers
+// should announce, given the configured interval base: base, or
+// members / cfg.AnnounceBudget seconds if that is longer (so that the
+// swarm costs the edge at most AnnounceBudget announces per second), but
+// never longer than PeerTTL / 2 (a member must announce before it
+// expires) unless base itself is. It is in whole milliseconds, rounded up,
+// as the wire carries it. Zero fields of cfg mean their defaults; the
+// simulator calls it too, so that simulated peers announce as the edge
+// would tell them.
+func AnnounceInterval(cfg Config, base time.Duration, members int) time.Duration {
+	cfg = cfg.applyDefaults()
+	if cfg.AnnounceBudget <= 0 || members <= 0 {
+		return base
+	}
+	iv := time.Duration((int64(members)*1000+int64(cfg.AnnounceBudget)-1)/int64(cfg.AnnounceBudget)) * time.Millisecond
+	iv = min(iv, cfg.PeerTTL/2/time.Millisecond*time.Millisecond)
+	return max(base, iv)
+}
+
+// AnnounceInterval is AnnounceInterval for root's swarm as it is now (its
+// members, expired ones included until they are swept): O(1).
+func (t *Tracker) AnnounceInterval(root core.Hash, base time.Duration) time.Duration {
+	t.mu.Lock()
+	members := 0
+	if o, ok := t.objects[root]; ok {
+		members = len(o.members)
+	}
+	t.mu.Unlock()
+	return AnnounceInterval(t.cfg, base, members)
 }
 
 // Leave removes peerID from root's swarm. Unknown peers or objects are not

@@ -425,3 +425,76 @@ func (tr *Tracker) haveOf(t *testing.T, id string) core.Bitfield {
 	defer tr.mu.Unlock()
 	return tr.objects[root].members[id].have
 }
+
+// AnnounceInterval: the configured interval until the swarm's members
+// would exceed the budget, then members / budget (whole milliseconds,
+// rounded up), growing with the swarm and never below the configured
+// interval, capped at PeerTTL / 2 so that no live member expires; no
+// budget means the configured interval.
+func TestAnnounceInterval(t *testing.T) {
+	base := 500 * time.Millisecond
+	for _, c := range []struct {
+		cfg     Config
+		members int
+		want    time.Duration
+	}{
+		{Config{}, 0, base},
+		{Config{}, 1, base},
+		{Config{}, 1000, base}, // 1000 / 2000 per s = 500 ms
+		{Config{}, 1001, 501 * time.Millisecond},
+		{Config{}, 4000, 2 * time.Second},
+		{Config{}, 10_000, 5 * time.Second},
+		{Config{}, 100_000, 5 * time.Second},                       // PeerTTL / 2
+		{Config{PeerTTL: time.Minute}, 100_000, 30 * time.Second},  // PeerTTL / 2
+		{Config{PeerTTL: time.Minute}, 50_000, 25 * time.Second},   // the budget holds
+		{Config{AnnounceBudget: 3}, 1, base},                       // 334 ms < base
+		{Config{AnnounceBudget: 3}, 10, 3334 * time.Millisecond},   // rounded up
+		{Config{AnnounceBudget: -1}, 100_000, base},                // no budget
+		{Config{PeerTTL: 600 * time.Millisecond}, 100_000, base},   // never below base
+		{Config{AnnounceBudget: 100, PeerTTL: time.Hour}, 1, base}, // 10 ms < base
+		{Config{AnnounceBudget: 100, PeerTTL: time.Hour}, 1000, 10 * time.Second},
+	} {
+		if got := AnnounceInterval(c.cfg, base, c.members); got != c.want {
+			t.Errorf("AnnounceInterval(budget %d, ttl %v, %d members) = %v, want %v", c.cfg.AnnounceBudget, c.cfg.PeerTTL, c.members, got, c.want)
+		}
+	}
+	prev := time.Duration(0)
+	for m := 0; m <= 20_000; m += 7 {
+		got := AnnounceInterval(Config{}, base, m)
+		if got < base || got < prev || got > DefaultPeerTTL/2 {
+			t.Fatalf("%d members: %v after %v", m, got, prev)
+		}
+		prev = got
+	}
+}
+
+// Tracker.AnnounceInterval counts root's members, those without chunks
+// too, until they leave.
+func TestTrackerAnnounceInterval(t *testing.T) {
+	tr, _ := newTracker(t, Config{AnnounceBudget: 2})
+	base := 100 * time.Millisecond
+	if got := tr.AnnounceInterval(root, base); got != base {
+		t.Fatalf("no swarm: %v, want %v", got, base)
+	}
+	ids := register(t, tr, 5)
+	for i, id := range ids {
+		have := core.NewBitfield(4)
+		if i%2 == 0 {
+			have.Set(i % 4)
+		}
+		if err := tr.Announce(id, root, 4, have); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := tr.AnnounceInterval(root, base), 2500*time.Millisecond; got != want {
+		t.Fatalf("5 members at 2 per s: %v, want %v", got, want)
+	}
+	tr.Leave(ids[0], root)
+	tr.Leave(ids[1], root)
+	if got, want := tr.AnnounceInterval(root, base), 1500*time.Millisecond; got != want {
+		t.Fatalf("3 members at 2 per s: %v, want %v", got, want)
+	}
+	if got := tr.AnnounceInterval(core.HashBytes([]byte("other")), base); got != base {
+		t.Fatalf("another object: %v, want %v", got, base)
+	}
+}

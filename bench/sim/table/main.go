@@ -19,6 +19,7 @@ type run struct {
 	EdgeChunk  int     `json:"edge_chunk_size"`
 	Sample     int     `json:"handout_sample"`
 	Every      int     `json:"rerank_every"`
+	AnnounceMs int     `json:"announce_interval_max_ms"`
 	Completed  int     `json:"completed"`
 	Failed     int     `json:"failed"`
 	Unfinished int     `json:"unfinished"`
@@ -45,7 +46,7 @@ type run struct {
 
 func main() {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "peers\tchunk KiB\t(edge)\tsample\tevery\tdone\tfailed\tT* s\tmedian s\tmax s\tmax/T*\toffload\tlimit\tedge GiB\tcross-ISP\ttimeouts\tbusy\tsim s\tevents\telapsed s\tCPU s\tRSS MiB\t")
+	fmt.Fprintln(w, "peers\tchunk KiB\t(edge)\tsample\tevery\tannounce ms\tdone\tfailed\tT* s\tmedian s\tmax s\tmax/T*\toffload\tlimit\tedge GiB\tcross-ISP\ttimeouts\tbusy\tsim s\tevents\telapsed s\tCPU s\tRSS MiB\t")
 	sc := bufio.NewScanner(os.Stdin)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -61,8 +62,8 @@ func main() {
 		if elapsed == 0 {
 			elapsed = r.WallS
 		}
-		fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.3f\t%.3f\t%.3f\t%.2f\t%.2f\t%d\t%d\t%.1f\t%d\t%.1f\t%.1f\t%d\t\n",
-			r.Peers, r.ChunkSize>>10, r.EdgeChunk>>10, r.Sample, r.Every, r.Completed, r.Failed+r.Unfinished, r.Bound, r.Completion.Median, r.Completion.Max,
+		fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.3f\t%.3f\t%.3f\t%.2f\t%.2f\t%d\t%d\t%.1f\t%d\t%.1f\t%.1f\t%d\t\n",
+			r.Peers, r.ChunkSize>>10, r.EdgeChunk>>10, r.Sample, r.Every, r.AnnounceMs, r.Completed, r.Failed+r.Unfinished, r.Bound, r.Completion.Median, r.Completion.Max,
 			r.Ratio, r.Offload, r.OffloadLimit, float64(r.EdgeBytes)/(1<<30), cross, r.Timeouts, r.Busy,
 			r.SimS, r.Events, elapsed, r.CPUS, r.MaxRSSKB>>10)
 	}
