@@ -339,14 +339,7 @@ func (s *Server) store(q *query, prev *entry, resp *http.Response, now time.Time
 	case resp.ContentLength >= 0 && n != resp.ContentLength:
 		err = fmt.Errorf("%w: %s: %d of %d bytes: %w", errOrigin, q.primary, n, resp.ContentLength, errTruncated)
 	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		removeQuiet(f.Name())
+	if err := endTemp(f, err); err != nil {
 		return nil, err
 	}
 	if cur, _, ok := s.cache.lookup(key); ok && cur != prev {
@@ -369,6 +362,22 @@ func (s *Server) store(q *query, prev *entry, resp *http.Response, now time.Time
 	s.surrogates.add(key, m.Header["Surrogate-Key"])
 	s.log.Debug("cache: stored", "key", q.primary, "bytes", n, "vary", names)
 	return &fillResult{status: statusMiss, entry: e, stored: true}, nil
+}
+
+// endTemp finishes a temp body that was written with error err: synced
+// and closed if err is nil, removed if anything failed. It returns the
+// first failure.
+func endTemp(f *tempFile, err error) error {
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		removeQuiet(f.Name())
+	}
+	return err
 }
 
 func (s *Server) tooLarge(key string, size int64) (*fillResult, error) {

@@ -113,14 +113,7 @@ func (s *Server) fillSlice(q *query, i int64, k string) (*fillResult, error) {
 	if err == nil && n != resp.ContentLength {
 		err = fmt.Errorf("%w: %s slice %d: %d of %d bytes: %w", errOrigin, q.primary, i, n, resp.ContentLength, errTruncated)
 	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		removeQuiet(f.Name())
+	if err := endTemp(f, err); err != nil {
 		return nil, err
 	}
 	m := newMeta(k, s.originURL(q.primary), resp.Header, s.now(), n)

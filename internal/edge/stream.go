@@ -225,14 +225,7 @@ func (s *Server) finishStream(q *query, prev *entry, key string, names []string,
 			err = fmt.Errorf("%w: %s: body longer than its Content-Length", errOrigin, q.primary)
 		}
 	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		removeQuiet(f.Name())
+	if err := endTemp(f, err); err != nil {
 		s.log.Warn("cache: streamed fill failed; nothing stored", "key", q.primary, "err", err)
 		return nil, err
 	}
@@ -271,24 +264,19 @@ func (s *Server) finishStream(q *query, prev *entry, key string, names []string,
 // GETs and HEADs get the headers at once and the body as it arrives.
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, res *fillResult) error {
 	st := res.stream
-	if r.Header.Get("Range") != "" || r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Modified-Since") != "" {
-		e, err := st.wait(r.Context())
+	stored := func() error { // serve the stored version once there is one
+		settled, err := res.settle(r.Context())
 		if err != nil {
 			return err
 		}
-		r2 := *res
-		r2.stream, r2.entry = nil, e
-		return s.serveEntry(w, r, &r2)
+		return s.serveEntry(w, r, settled)
+	}
+	if r.Header.Get("Range") != "" || r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Modified-Since") != "" {
+		return stored()
 	}
 	f, err := st.openBody()
 	if errors.Is(err, errStreamDone) {
-		e, err := st.wait(r.Context())
-		if err != nil {
-			return err
-		}
-		r2 := *res
-		r2.stream, r2.entry = nil, e
-		return s.serveEntry(w, r, &r2)
+		return stored()
 	}
 	if err != nil {
 		return err

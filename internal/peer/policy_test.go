@@ -146,6 +146,7 @@ func TestSlots(t *testing.T) {
 		{"failing", KindEdge, 10e6, 0, 1, 1},
 		{"300 ms of the rate", KindPeer, 4 * cs / 0.3, 0, 0, 4},
 		{"slow source keeps one", KindPeer, 1000, 0, 0, 1},
+		{"slow edge keeps its initial pipeline", KindEdge, 1000, 0, 0, 4},
 		{"capped", KindPeer, 1e9, 0, 0, 8},
 		// One chunk per 300 ms round trip measures as 218 KB/s; the base
 		// latency says the pipe holds a round trip more: 2 slots, not 1.

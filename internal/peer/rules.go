@@ -19,7 +19,8 @@ func (c Config) WithDefaults() Config { return c.applyDefaults() }
 
 // Slots is how many requests a source of the given kind may have in flight:
 // about base + cfg.PipelineMs of its measured rate (bytes/s, 0 = not yet
-// measured) in chunks, clamped to [1, MaxPeerSlots or MaxEdgeSlots]; 2 for
+// measured) in chunks, clamped to [1, MaxPeerSlots] for a peer and [4,
+// MaxEdgeSlots] for the edge (see below); 2 for
 // an unmeasured peer and 4 for an unmeasured edge; 1 while it is failing.
 // base is the source's base latency (BaseLatency of its times to first
 // byte; 0 = not measured): the round trip every request pays however
@@ -38,7 +39,15 @@ func Slots(cfg Config, chunkSize int, kind SourceKind, rate float64, base time.D
 		return min(initial, hi)
 	}
 	k := int(math.Ceil(rate*(base+ms(cfg.PipelineMs)).Seconds()/float64(chunkSize) - 0.05))
-	return max(1, min(k, hi))
+	lo := 1
+	if kind == KindEdge {
+		// The edge is a server for many; when its answers to this peer are
+		// slow, the cause is usually this peer's own link or CPU, not the
+		// edge (which refuses with 503 when it is the bottleneck): keep its
+		// initial pipeline rather than draining to one request at a time.
+		lo = min(initial, hi)
+	}
+	return max(lo, min(k, hi))
 }
 
 // RequestTimeout is how long a new request to a source may take when
