@@ -28,13 +28,21 @@ func servedEdge(t *testing.T) (*testEdge, func() []string) {
 		io.WriteString(w, "ok")
 	})
 	e := newEdge(t, o, clk, nil)
+	serveOwn(t, e)
+	return e, func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), seen...) }
+}
+
+// serveOwn serves e on its own Serve (its limits and timeouts, not
+// httptest's) on a loopback listener and points e.url at it.
+func serveOwn(t *testing.T, e *testEdge) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go e.Serve(ln)
 	e.url = "http://" + ln.Addr().String()
-	return e, func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), seen...) }
+	return ln
 }
 
 // rawExchange writes raw to a fresh connection and returns everything the
@@ -143,12 +151,7 @@ func TestClientSendTimeoutAndBodyLimit(t *testing.T) {
 		w.Write(body)
 	})
 	e := newEdge(t, o, clk, func(c *Config) { c.ClientSendTimeout = 1500 * time.Millisecond; c.MaxRequestBody = 1 << 20 })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go e.Serve(ln)
-	e.url = "http://" + ln.Addr().String()
+	ln := serveOwn(t, e)
 	for range 2 { // a miss, then a (trusted, sendfile) hit
 		if r := e.get(t, "/big"); len(r.body) != len(body) {
 			t.Fatalf("warm-up: %d bytes", len(r.body))

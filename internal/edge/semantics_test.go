@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -315,13 +314,7 @@ func TestBatteryPoisoning(t *testing.T) {
 		fmt.Fprint(w, "clean")
 	})
 	e := newEdge(t, o, clk, nil)
-	// The edge's own server (its header limit), not httptest's.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go e.Serve(ln)
-	e.url = "http://" + ln.Addr().String()
+	serveOwn(t, e) // the edge's own header limit, not httptest's
 	if r := e.get(t, "/p", "X-HTTP-Method-Override", "DELETE", "X-Forwarded-Host", "evil.example"); r.status != http.StatusOK || string(r.body) != "clean" {
 		t.Fatalf("with override headers: status %d body %q", r.status, r.body)
 	}

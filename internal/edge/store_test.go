@@ -71,19 +71,7 @@ func put(t *testing.T, c *cache, key string, body []byte) *entry {
 // flipByte inverts the byte at off of the only stored version of key's data.
 func flipByte(t *testing.T, dir string, c *cache, e *entry, off int64) {
 	t.Helper()
-	f, err := os.OpenFile(c.objPath(e.id, ".data"), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := []byte{0}
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0xff
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
+	flipFileByte(t, c.objPath(e.id, ".data"), off, 0xff)
 }
 
 func TestBlockSums(t *testing.T) {
@@ -399,7 +387,13 @@ func dataFile(t *testing.T, dir string) string {
 // flipDataByte inverts one byte of the only data file under dir.
 func flipDataByte(t *testing.T, dir string, off int64) {
 	t.Helper()
-	f, err := os.OpenFile(dataFile(t, dir), os.O_RDWR, 0)
+	flipFileByte(t, dataFile(t, dir), off, 0x5a)
+}
+
+// flipFileByte XORs the byte at off of the file at path with mask.
+func flipFileByte(t *testing.T, path string, off int64, mask byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +402,7 @@ func flipDataByte(t *testing.T, dir string, off int64) {
 	if _, err := f.ReadAt(b, off); err != nil {
 		t.Fatal(err)
 	}
-	b[0] ^= 0x5a
+	b[0] ^= mask
 	if _, err := f.WriteAt(b, off); err != nil {
 		t.Fatal(err)
 	}
