@@ -28,7 +28,7 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 		cfgFile              string
 		adminListen          string
 		adminTokenFile       string
-		chunk                string
+		chunk, hot           string
 	)
 	cmd := &cobra.Command{
 		Use:   "edge (--origin URL --cache-dir DIR | --config FILE) [--listen ADDR] [--cache-size BYTES]",
@@ -67,6 +67,14 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 			if cfgFile == "" || changed("cache-size") {
 				if cfg.CacheSize, err = units.ParseBytes(size); err != nil {
 					return fmt.Errorf("--cache-size: %w", err)
+				}
+			}
+			if cfgFile == "" || changed("hot-cache-size") {
+				if cfg.HotCacheSize, err = units.ParseBytes(hot); err != nil {
+					return fmt.Errorf("--hot-cache-size: %w", err)
+				}
+				if cfg.HotCacheSize == 0 {
+					cfg.HotCacheSize = -1 // off
 				}
 			}
 			if chunk != "" && chunk != "0" && (cfgFile == "" || changed("chunk-size")) {
@@ -133,6 +141,7 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringVar(&cfg.CacheDir, "cache-dir", "", "cache directory (required, here or in --config)")
 	f.StringVar(&size, "cache-size", "10GiB", "disk cache budget, e.g. 512MiB, 10GiB")
+	f.StringVar(&hot, "hot-cache-size", "64MiB", "memory for verified copies of small objects (≤ 256KiB) served without reading the disk; 0 turns it off")
 	f.StringVar(&chunk, "chunk-size", "0", "manifest chunk size, a power of two such as 256KiB; 0 picks one per object")
 	f.DurationVar(&cfg.DefaultTTL, "default-ttl", time.Minute, "freshness when the origin sends no Cache-Control, Expires or Last-Modified")
 	f.DurationVar(&cfg.LockTimeout, "lock-timeout", 10*time.Second, "how long requests collapsed onto an origin fetch wait before one starts another (at most 3 per burst)")

@@ -105,6 +105,7 @@ type entry struct {
 	man     *core.Manifest // guarded by cache.mu; nil until built
 	manEnc  []byte         // guarded by cache.mu; man encoded
 	removed bool           // guarded by cache.mu; evicted or replaced
+	hot     []byte         // guarded by cache.mu; the verified data, when in the hot set
 	check   verification   // guarded by cache.mu
 }
 
@@ -113,6 +114,7 @@ type cacheConfig struct {
 	dir        string
 	budget     int64 // bytes, > 0
 	maxObjects int   // > 0
+	hotBudget  int64 // bytes of hot copies (see hot.go); 0 = none
 	pub        ed25519.PublicKey
 	log        *slog.Logger
 	now        func() time.Time // nil = time.Now
@@ -136,6 +138,7 @@ type cache struct {
 	byRoot map[core.Hash][]*entry // guarded by mu; versions with a manifest
 	policy cachepolicy.Policy     // guarded by mu; knows exactly the keys of index
 	total  int64                  // guarded by mu; sum of indexed sizes
+	hot    hotSet                 // guarded by mu
 
 	storeErrors    atomic.Int64 // writes the disk refused
 	corrupt        atomic.Int64 // versions dropped for failing their checksums
@@ -172,6 +175,9 @@ func openCache(cfg cacheConfig) (*cache, error) {
 		index: make(map[string]*entry), byRoot: make(map[core.Hash][]*entry), policy: policy,
 	}
 	c.verifyEveryRead.Store(cfg.verifyEveryRead)
+	if cfg.hotBudget > 0 {
+		c.hot.policy = cachepolicy.NewS3FIFO(cachepolicy.Limits{Bytes: cfg.hotBudget, Objects: int(max(cfg.hotBudget/512, 1))})
+	}
 	if err := os.RemoveAll(c.tmpDir()); err != nil {
 		return nil, fmt.Errorf("cache: clear tmp: %w", err)
 	}
@@ -317,6 +323,11 @@ func (c *cache) open(e *entry) (*objectReader, meta, error) {
 		c.mu.Unlock()
 		return nil, meta{}, errNotCached
 	}
+	if r, ok := c.hotReaderLocked(e); ok {
+		m := e.meta
+		c.mu.Unlock()
+		return r, m, nil
+	}
 	f, err := os.Open(c.objPath(e.id, ".data"))
 	m := e.meta
 	tid, trusted := c.trustedLocked(e)
@@ -456,6 +467,7 @@ func (c *cache) unindexLocked(e *entry) {
 	e.removed = true
 	delete(c.index, e.key)
 	c.total -= e.size
+	c.dropHotLocked(e)
 	if e.man != nil {
 		es := c.byRoot[e.man.Root]
 		for i, x := range es {

@@ -144,8 +144,8 @@ type onlyWriter struct{ io.Writer }
 // syscall.Conn such as a verified cache object) with sendfile(2), which
 // wrapping the writer would otherwise hide from io.Copy.
 // A file section (ServeContent's io.LimitedReader) goes out in
-// sendfileStep runs, the deadline extended before each; anything else is
-// copied through Write.
+// sendfileStep runs, the deadline extended before each; a section of a
+// version in memory in one Write; anything else is copied through Write.
 func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
@@ -153,6 +153,13 @@ func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 	lr, ok := src.(*io.LimitedReader)
 	if !ok {
 		return io.Copy(onlyWriter{r}, src)
+	}
+	if or, ok := lr.R.(*objectReader); ok && or.mode == modeMemory {
+		// Already in memory: one write, which net/http sends with the
+		// headers in one packet when it fits its buffer.
+		n, err := r.Write(or.next(lr.N))
+		lr.N -= int64(n)
+		return int64(n), err
 	}
 	var total int64
 	for lr.N > 0 {

@@ -161,6 +161,16 @@ func newEdgeDir(t testing.TB, o *origin, clk *clock, dir string, mod func(*Confi
 	return &testEdge{Server: s, url: hs.URL, hc: hs.Client(), dir: dir}
 }
 
+// dataPath is the data file of the stored version of key.
+func (e *testEdge) dataPath(t testing.TB, key string) string {
+	t.Helper()
+	v, _, ok := e.cache.lookup(key)
+	if !ok {
+		t.Fatalf("%s is not stored", key)
+	}
+	return e.cache.objPath(v.id, ".data")
+}
+
 type result struct {
 	status int
 	header http.Header

@@ -47,6 +47,10 @@ type Config struct {
 	CacheSize int64 `yaml:"cache_size"`
 	// MaxObjects bounds the number of stored objects; 0 means 1,000,000.
 	MaxObjects int `yaml:"max_objects"`
+	// HotCacheSize is the memory budget for verified copies of small
+	// stored objects (≤ 256 KiB), served without touching the disk; 0
+	// means 64 MiB, -1 turns it off.
+	HotCacheSize int64 `yaml:"hot_cache_size"`
 	// MaxObjectSize is the largest object stored; larger ones are passed
 	// through. 0 means CacheSize.
 	MaxObjectSize int64 `yaml:"max_object_size"`
@@ -110,6 +114,12 @@ func (c Config) applyDefaults() Config {
 	if c.MaxObjectSize == 0 {
 		c.MaxObjectSize = c.CacheSize
 	}
+	switch c.HotCacheSize {
+	case 0:
+		c.HotCacheSize = 64 << 20
+	case -1:
+		c.HotCacheSize = 0
+	}
 	if c.DefaultTTL == 0 {
 		c.DefaultTTL = 60 * time.Second
 	}
@@ -158,7 +168,7 @@ func (c Config) validate() error {
 		return errors.New("edge config: CacheDir is required")
 	case len(c.SigningKey) != ed25519.PrivateKeySize:
 		return fmt.Errorf("edge config: SigningKey has %d bytes, want an ed25519 private key", len(c.SigningKey))
-	case c.CacheSize < 0 || c.MaxObjects < 0 || c.MaxObjectSize < 0:
+	case c.CacheSize < 0 || c.MaxObjects < 0 || c.MaxObjectSize < 0 || c.HotCacheSize < -1:
 		return errors.New("edge config: negative cache limit")
 	case c.ChunkSize != 0 && !core.ValidChunkSize(c.ChunkSize):
 		return fmt.Errorf("edge config: ChunkSize %d is not a power of two in [%d,%d]", c.ChunkSize, core.MinChunkSize, core.MaxChunkSize)
@@ -276,7 +286,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	var err error
 	if s.cache, err = openCache(cacheConfig{
-		dir: cfg.CacheDir, budget: cfg.CacheSize, maxObjects: cfg.MaxObjects,
+		dir: cfg.CacheDir, budget: cfg.CacheSize, maxObjects: cfg.MaxObjects, hotBudget: cfg.HotCacheSize,
 		pub: s.pub, log: s.log, now: s.now, fs: deps.storeFS,
 	}); err != nil {
 		return nil, err

@@ -9,7 +9,9 @@ package edge
 //
 // Hits stay fast in two ways. Small versions (≤ smallObjectMax) are read
 // whole into memory and checked on every open: at CRC-32C's ~19 GB/s that
-// is a few microseconds. Larger ones are checked block by block as they
+// is a few microseconds; a checked copy then stays in memory while the hot
+// set's budget allows (hot.go), so the hits after it cost no file access at
+// all. Larger ones are checked block by block as they
 // are read; once every block of a version has passed in this process, the
 // version is trusted and later reads go straight to the file, so net/http
 // can send it with sendfile(2), never touching user space. Trust ends when
@@ -211,6 +213,7 @@ func (c *cache) newReader(e *entry, f *os.File, tid fileID, trusted bool) (*obje
 		r.f = nil
 		if err == nil || (err == io.EOF && e.size == 0) {
 			if len(e.sums) == 0 || crc32.Checksum(r.data, castagnoli) == e.sums[0] {
+				c.keepHot(e, r.data)
 				return r, nil
 			}
 			err = errCorrupt
@@ -289,6 +292,15 @@ func (r *objectReader) Read(p []byte) (int, error) {
 	n, err := r.readAt(p, r.pos)
 	r.pos += int64(n)
 	return n, err
+}
+
+// next returns up to n bytes of a memory-mode reader's data from its
+// position on, and moves past them.
+func (r *objectReader) next(n int64) []byte {
+	start := min(r.pos, int64(len(r.data)))
+	end := start + min(n, int64(len(r.data))-start)
+	r.pos = end
+	return r.data[start:end]
 }
 
 func (r *objectReader) ReadAt(p []byte, off int64) (int, error) {

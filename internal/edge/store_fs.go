@@ -191,5 +191,11 @@ func (c *cache) collectors() []prometheus.Collector {
 			c.corrupt.Load, nil),
 		counter("edgeswarm_edge_cache_evictions_total", evictHelp, c.evictions.Load, prometheus.Labels{"reason": "budget"}),
 		counter("edgeswarm_edge_cache_evictions_total", evictHelp, c.spaceEvictions.Load, prometheus.Labels{"reason": "disk_full"}),
+		counter("edgeswarm_edge_hot_hits_total",
+			"Hits of small objects served from their verified in-memory copy (the hot set), without reading the disk.",
+			c.hot.hits.Load, nil),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeswarm_edge_hot_bytes",
+			Help: "Bytes of verified in-memory copies of small objects held (the hot set; edge --hot-cache-size)."},
+			func() float64 { return float64(c.hotBytes()) }),
 	}
 }

@@ -274,7 +274,7 @@ func TestBattery10CorruptObjectIsMiss(t *testing.T) {
 		o := newOrigin(t, clk)
 		body := randomBody(20, 100<<10)
 		o.set("/s.js", &object{body: body, header: hdr})
-		e := newEdge(t, o, clk, nil)
+		e := newEdge(t, o, clk, func(c *Config) { c.HotCacheSize = -1 })
 		mustGet(t, e, "/s.js", body, statusMiss)
 		flipDataByte(t, e.dir, 12345)
 		mustGet(t, e, "/s.js", body, statusMiss) // detected before sending: refetched
@@ -283,6 +283,31 @@ func TestBattery10CorruptObjectIsMiss(t *testing.T) {
 			t.Errorf("origin requests %d, want 2", got)
 		}
 		assertMetric(t, e, "edgeswarm_edge_corrupt_objects_total", 1)
+	})
+
+	t.Run("small object with a hot copy", func(t *testing.T) {
+		// The verified in-memory copy is what hits send, so damage on disk
+		// under it is never sent; once the copy is gone (here: the hot set
+		// is too small for a second object), the next read from disk
+		// finds the damage and refetches.
+		clk := newClock()
+		o := newOrigin(t, clk)
+		body, other := randomBody(24, 100<<10), randomBody(25, 100<<10)
+		o.set("/s.js", &object{body: body, header: hdr})
+		o.set("/o.js", &object{body: other, header: hdr})
+		e := newEdge(t, o, clk, func(c *Config) { c.HotCacheSize = 150 << 10 })
+		mustGet(t, e, "/s.js", body, statusMiss) // read back from disk, checked: copied
+		flipFileByte(t, e.dataPath(t, "/s.js"), 12345, 0x5a)
+		mustGet(t, e, "/s.js", body, statusHit) // from the copy
+		assertMetric(t, e, "edgeswarm_edge_hot_hits_total", 1)
+		assertMetric(t, e, "edgeswarm_edge_corrupt_objects_total", 0)
+		mustGet(t, e, "/o.js", other, statusMiss) // its copy pushes out the first
+		mustGet(t, e, "/s.js", body, statusMiss)  // from disk: detected, refetched
+		assertMetric(t, e, "edgeswarm_edge_corrupt_objects_total", 1)
+		mustGet(t, e, "/s.js", body, statusHit)
+		if got := o.requests.Load(); got != 3 {
+			t.Errorf("origin requests %d, want 3", got)
+		}
 	})
 
 	t.Run("large object aborted then refetched", func(t *testing.T) {
@@ -604,5 +629,70 @@ func TestTrustedHitCounted(t *testing.T) {
 	}
 	if got, want := e.Stats().ContentBytesServed, int64(2*len(body)+100); got != want {
 		t.Errorf("content bytes served %d, want %d", got, want)
+	}
+}
+
+// The hot set holds checked copies of small versions within its budget,
+// serves opens without the file, and lets a copy go with its version.
+func TestHotSet(t *testing.T) {
+	clk := newClock()
+	c := testCache(t, t.TempDir(), clk, func(cfg *cacheConfig) { cfg.hotBudget = 350 << 10 })
+	read := func(e *entry) []byte {
+		t.Helper()
+		r, _, err := c.open(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		b, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var es []*entry
+	for i := range 8 {
+		body := randomBody(uint64(30+i), 100<<10)
+		e := put(t, c, fmt.Sprintf("/o%d", i), body)
+		es = append(es, e)
+		for range 2 {
+			if !bytes.Equal(read(e), body) {
+				t.Fatalf("object %d read back wrong", i)
+			}
+		}
+		if n := c.hotBytes(); n > 350<<10 {
+			t.Fatalf("hot set holds %d bytes, budget %d", n, 350<<10)
+		}
+	}
+	if c.hot.hits.Load() == 0 {
+		t.Fatal("no open was served from the hot set")
+	}
+	// The last object's copy serves its opens even with its file gone.
+	last := es[len(es)-1]
+	body := read(last)
+	os.Remove(c.objPath(last.id, ".data"))
+	if !bytes.Equal(read(last), body) {
+		t.Fatal("hot copy read back wrong")
+	}
+	// Replaced and removed versions take their copies with them.
+	before := c.hotBytes()
+	put(t, c, "/o7", randomBody(99, 1000))
+	if c.hotBytes() != before-100<<10 || last.hot != nil {
+		t.Errorf("replaced version kept its copy: %d bytes held, was %d", c.hotBytes(), before)
+	}
+	for _, e := range es {
+		c.remove(e)
+	}
+	if n := c.hotBytes(); n != 0 {
+		t.Errorf("%d hot bytes after every version went", n)
+	}
+	// Small objects only, and none when checking every read.
+	big := put(t, c, "/big", randomBody(7, smallObjectMax+1))
+	read(big)
+	c.verifyEveryRead.Store(true)
+	small := put(t, c, "/small", randomBody(8, 10))
+	read(small)
+	if n := c.hotBytes(); n != 0 {
+		t.Errorf("hot set took a large object or a copy in verify-every-read mode: %d bytes", n)
 	}
 }
