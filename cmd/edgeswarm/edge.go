@@ -29,6 +29,7 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 		adminListen          string
 		adminTokenFile       string
 		chunk, hot           string
+		noLane               bool
 	)
 	cmd := &cobra.Command{
 		Use:   "edge (--origin URL --cache-dir DIR | --config FILE) [--listen ADDR] [--cache-size BYTES]",
@@ -68,6 +69,9 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 				if cfg.CacheSize, err = units.ParseBytes(size); err != nil {
 					return fmt.Errorf("--cache-size: %w", err)
 				}
+			}
+			if cfgFile == "" || changed("no-fast-lane") {
+				cfg.DisableFastLane = noLane
 			}
 			if cfgFile == "" || changed("hot-cache-size") {
 				if cfg.HotCacheSize, err = units.ParseBytes(hot); err != nil {
@@ -141,6 +145,7 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringVar(&cfg.CacheDir, "cache-dir", "", "cache directory (required, here or in --config)")
 	f.StringVar(&size, "cache-size", "10GiB", "disk cache budget, e.g. 512MiB, 10GiB")
+	f.BoolVar(&noLane, "no-fast-lane", false, "serve every request through net/http instead of the HTTP/1.1 fast lane for plain GET/HEAD content requests")
 	f.StringVar(&hot, "hot-cache-size", "64MiB", "memory for verified copies of small objects (≤ 256KiB) served without reading the disk; 0 turns it off")
 	f.StringVar(&chunk, "chunk-size", "0", "manifest chunk size, a power of two such as 256KiB; 0 picks one per object")
 	f.DurationVar(&cfg.DefaultTTL, "default-ttl", time.Minute, "freshness when the origin sends no Cache-Control, Expires or Last-Modified")

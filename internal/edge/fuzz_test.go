@@ -1,10 +1,12 @@
 package edge
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 
 	"github.com/edgeswarm/edgeswarm/internal/wire"
@@ -68,6 +70,51 @@ func FuzzChunkPath(f *testing.F) {
 			}
 		default:
 			t.Fatalf("status %d for %q", rec.Code, s)
+		}
+	})
+}
+
+// The lane's request parser never panics, and takes only what net/http
+// reads the same way: the same method, target, host and header values.
+func FuzzLaneRequest(f *testing.F) {
+	for _, s := range []string{
+		"GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+		"HEAD /a?b=c HTTP/1.1\r\nHost: example.com:80\r\nAccept: */*\r\nConnection: keep-alive, close\r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: x\r\nX-A:  spaced \t\r\nx-a: again\r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+		"GET /a HTTP/1.1\nHost: x\n\n",
+		"GET http://x/a HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n",
+		"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n, st := headEnd(data)
+		if st != headDone {
+			return
+		}
+		r, ok := laneRequest(data[:n], "192.0.2.1:1")
+		if !ok {
+			return
+		}
+		want, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(data[:n])))
+		if err != nil {
+			t.Fatalf("lane took %q, net/http refuses it: %v", data[:n], err)
+		}
+		if r.Method != want.Method || r.RequestURI != want.RequestURI || r.Host != want.Host || r.URL.String() != want.URL.String() || r.Close != want.Close {
+			t.Fatalf("%q: lane reads %s %s host %q close %v, net/http %s %s host %q close %v",
+				data[:n], r.Method, r.URL, r.Host, r.Close, want.Method, want.URL, want.Host, want.Close)
+		}
+		for k, vs := range r.Header {
+			if !slices.Equal(vs, want.Header[k]) {
+				t.Fatalf("%q: header %s: lane %q, net/http %q", data[:n], k, vs, want.Header[k])
+			}
+		}
+		for k := range want.Header {
+			if _, ok := r.Header[k]; !ok {
+				t.Fatalf("%q: net/http reads header %s, the lane does not", data[:n], k)
+			}
 		}
 	})
 }

@@ -53,6 +53,14 @@ func newMetrics(s *Server) *metrics {
 			Name: "edgeswarm_edge_cache_objects",
 			Help: "Objects stored in the disk cache.",
 		}, func() float64 { n, _ := s.cache.usage(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "edgeswarm_edge_lane_requests_total",
+			Help: "Requests served by the HTTP/1.1 fast lane (the rest by net/http).",
+		}, func() float64 { return float64(s.stats.laneRequests.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "edgeswarm_edge_lane_handoffs_total",
+			Help: "Connections the fast lane handed to net/http (a request it does not parse: a body, ranges and conditionals it does, HTTP/2, TLS, …).",
+		}, func() float64 { return float64(s.stats.laneHandoffs.Load()) }),
 	)
 	// Pre-create the label values so dashboards see zeros, not gaps.
 	for _, st := range []string{statusHit, statusMiss, statusRevalidated, statusStale, statusPass} {
@@ -68,4 +76,5 @@ func newMetrics(s *Server) *metrics {
 type counters struct {
 	originFetches, cacheHits, cacheMisses, passes                   atomic.Int64
 	manifestBuilds, chunkBytes, chunks, chunksRefused, contentBytes atomic.Int64
+	laneRequests, laneHandoffs                                      atomic.Int64
 }

@@ -47,6 +47,9 @@ type Config struct {
 	CacheSize int64 `yaml:"cache_size"`
 	// MaxObjects bounds the number of stored objects; 0 means 1,000,000.
 	MaxObjects int `yaml:"max_objects"`
+	// DisableFastLane makes Serve hand every connection to net/http
+	// instead of serving plain HTTP/1.1 content requests itself (lane.go).
+	DisableFastLane bool `yaml:"disable_fast_lane"`
 	// HotCacheSize is the memory budget for verified copies of small
 	// stored objects (≤ 256 KiB), served without touching the disk; 0
 	// means 64 MiB, -1 turns it off.
@@ -240,9 +243,9 @@ type Server struct {
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
-	closed  bool                      // guarded by mu
-	servers map[*http.Server]struct{} // guarded by mu
-	wg      sync.WaitGroup            // fills and builds; Add under mu while !closed
+	closed  bool                   // guarded by mu
+	servers map[io.Closer]struct{} // guarded by mu: http.Servers and lanes
+	wg      sync.WaitGroup         // fills and builds; Add under mu while !closed
 	once    sync.Once
 }
 
@@ -259,7 +262,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		log:     deps.Logger,
 		now:     deps.Now,
 		pub:     cfg.SigningKey.Public().(ed25519.PublicKey),
-		servers: make(map[*http.Server]struct{}),
+		servers: make(map[io.Closer]struct{}),
 	}
 	s.keyID = core.KeyIDOf(s.pub)
 	s.props, _ = buildProperties(cfg) // validated above
@@ -328,31 +331,50 @@ func newOriginTransport() *http.Transport {
 // content, the swarm API (/swarm/v1/), /metrics and /healthz.
 func (s *Server) Handler() http.Handler { return s.handler }
 
+// routeKind names what a request path is: "manifest", "chunk", "swarm",
+// "metrics", "health" or "content".
+func routeKind(p string) string {
+	switch {
+	case p == wire.PathManifest:
+		return "manifest"
+	case strings.HasPrefix(p, wire.PathChunk):
+		return "chunk"
+	case p == wire.PathKey || p == wire.PathRegister || p == wire.PathAnnounce || p == wire.PathReport,
+		strings.HasPrefix(p, "/swarm/v1/") || p == "/swarm/v1":
+		return "swarm"
+	case p == "/metrics":
+		return "metrics"
+	case p == "/healthz":
+		return "health"
+	}
+	return "content"
+}
+
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	var h func(http.ResponseWriter, *http.Request) error
-	kind := "content"
+	kind := routeKind(p)
 	switch {
 	case p == wire.PathManifest:
-		h, kind = s.handleManifest, "manifest"
+		h = s.handleManifest
 	case strings.HasPrefix(p, wire.PathChunk):
-		h, kind = s.handleChunk, "chunk"
+		h = s.handleChunk
 	case p == wire.PathKey:
-		h, kind = s.handleKey, "swarm"
+		h = s.handleKey
 	case p == wire.PathRegister:
-		h, kind = s.handleRegister, "swarm"
+		h = s.handleRegister
 	case p == wire.PathAnnounce:
-		h, kind = s.handleAnnounce, "swarm"
+		h = s.handleAnnounce
 	case p == wire.PathReport:
-		h, kind = s.handleReport, "swarm"
-	case strings.HasPrefix(p, "/swarm/v1/") || p == "/swarm/v1":
-		h, kind = func(http.ResponseWriter, *http.Request) error {
+		h = s.handleReport
+	case kind == "swarm":
+		h = func(http.ResponseWriter, *http.Request) error {
 			return errorf(http.StatusNotFound, "no swarm endpoint %s", truncate(p, 80))
-		}, "swarm"
-	case p == "/metrics":
+		}
+	case kind == "metrics":
 		s.metrics.http.ServeHTTP(w, r)
 		return
-	case p == "/healthz":
+	case kind == "health":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 		return
@@ -377,14 +399,34 @@ func serverProtocols() *http.Protocols {
 }
 
 // Serve accepts connections on ln until Close; it returns nil after Close.
-func (s *Server) Serve(ln net.Listener) error { return s.serveWith(ln, s.handler) }
+// Plain HTTP/1.1 content requests are served by the fast lane (lane.go)
+// unless Config.DisableFastLane; everything else by net/http.
+func (s *Server) Serve(ln net.Listener) error {
+	if !s.cfg.DisableFastLane {
+		return s.serveLane(ln)
+	}
+	return s.serveWith(ln, s.handler)
+}
 
 // ServeAdmin serves AdminHandler (the purge API) on ln until Close. Give it
 // a listener of its own, reachable only by operators.
 func (s *Server) ServeAdmin(ln net.Listener) error { return s.serveWith(ln, s.AdminHandler()) }
 
 func (s *Server) serveWith(ln net.Listener, h http.Handler) error {
-	srv := &http.Server{
+	srv := s.newHTTPServer(h)
+	if !s.track(srv) {
+		ln.Close()
+		return nil
+	}
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -397,19 +439,17 @@ func (s *Server) serveWith(ln net.Listener, h http.Handler) error {
 			MaxReceiveBufferPerStream:     256 << 10,
 		},
 	}
+}
+
+// track registers what Close must close; false once closed.
+func (s *Server) track(c io.Closer) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
-		ln.Close()
-		return nil
+		return false
 	}
-	s.servers[srv] = struct{}{}
-	s.mu.Unlock()
-	err := srv.Serve(ln)
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	s.servers[c] = struct{}{}
+	return true
 }
 
 // Close stops every Serve, cancels fills and manifest builds, stops the
