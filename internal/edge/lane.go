@@ -21,7 +21,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -30,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -546,7 +546,7 @@ func (w *laneWriter) appendHead(b []byte, whole bool) []byte {
 		}
 	}
 	if _, ok := h["Date"]; !ok {
-		h["Date"] = []string{time.Now().UTC().Format(http.TimeFormat)}
+		h["Date"] = []string{httpDate()}
 	}
 	if w.mustClose || w.closeReq {
 		h["Connection"] = []string{"close"}
@@ -555,11 +555,52 @@ func (w *laneWriter) appendHead(b []byte, whole bool) []byte {
 	if text == "" {
 		text = "status code " + strconv.Itoa(w.status)
 	}
-	b = fmt.Appendf(b, "HTTP/1.1 %03d %s\r\n", w.status, text)
-	buf := bytes.NewBuffer(b)
-	h.Write(buf)
-	buf.WriteString("\r\n")
-	return buf.Bytes()
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(w.status), 10)
+	b = append(b, ' ')
+	b = append(b, text...)
+	b = append(b, "\r\n"...)
+	// Unsorted (order carries no meaning in HTTP); values cleaned of CR
+	// and LF as Header.Write does, names of anything but token bytes
+	// dropped as net/http does.
+	for k, vs := range h {
+		if !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		for _, v := range vs {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			start := len(b)
+			b = append(b, textproto.TrimString(v)...)
+			for i := start; i < len(b); i++ {
+				if b[i] == '\r' || b[i] == '\n' {
+					b[i] = ' '
+				}
+			}
+			b = append(b, "\r\n"...)
+		}
+	}
+	return append(b, "\r\n"...)
+}
+
+// dateCache is the Date header of the current second.
+var dateCache atomic.Pointer[dateStamp]
+
+type dateStamp struct {
+	unix int64
+	text string
+}
+
+// httpDate is the current time as a Date header value, formatted once a
+// second.
+func httpDate() string {
+	now := time.Now()
+	if d := dateCache.Load(); d != nil && d.unix == now.Unix() {
+		return d.text
+	}
+	d := &dateStamp{unix: now.Unix(), text: now.UTC().Format(http.TimeFormat)}
+	dateCache.Store(d)
+	return d.text
 }
 
 // bodyAllowed: 204 and 304 have none (1xx never reach here).

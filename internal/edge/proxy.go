@@ -142,7 +142,7 @@ func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, res *fillRes
 	h := w.Header()
 	for k, v := range m.Header {
 		if !hiddenHeaders[k] {
-			h.Set(k, v)
+			h.Set(k, v) // stored as the origin spelled them ("ETag")
 		}
 	}
 	now := s.now()
@@ -162,12 +162,52 @@ func (s *Server) serveEntry(w http.ResponseWriter, r *http.Request, res *fillRes
 		}
 		return f.Err()
 	}
+	if plainRequest(r.Header) {
+		sendWhole(w, r, f, m.Size)
+		return f.Err()
+	}
 	normalizeRange(r.Header, m.Size)
 	modtime, _ := http.ParseTime(m.Header["Last-Modified"])
 	http.ServeContent(w, r, "", modtime, f)
 	// ServeContent drops read errors: a block that failed its checksum
 	// mid-body must abort the response (errAbort), never end it short.
 	return f.Err()
+}
+
+// plainRequest reports a request without ranges or preconditions: the
+// whole stored body answers it, as ServeContent would send it.
+func plainRequest(h http.Header) bool {
+	for _, k := range [...]string{"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"} {
+		if _, ok := h[k]; ok {
+			return false
+		}
+	}
+	return true
+}
+
+// sendWhole is http.ServeContent for a plainRequest, without its range
+// and precondition work (and keeping the stored Last-Modified as the
+// origin wrote it): the same headers, a sniffed Content-Type when none is
+// stored, the body through w's ReadFrom (one write from memory, or
+// sendfile). As ServeContent, it leaves read errors to f.Err.
+func sendWhole(w http.ResponseWriter, r *http.Request, f *objectReader, size int64) {
+	h := w.Header()
+	if _, ok := h["Content-Type"]; !ok {
+		var buf [512]byte
+		n, _ := io.ReadFull(f, buf[:])
+		h["Content-Type"] = []string{http.DetectContentType(buf[:n])}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return
+		}
+	}
+	h["Accept-Ranges"] = []string{"bytes"}
+	if h.Get("Content-Encoding") == "" {
+		h["Content-Length"] = []string{strconv.FormatInt(size, 10)}
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		io.CopyN(w, f, size)
+	}
 }
 
 // replay sends a buffered uncacheable response.

@@ -3,10 +3,14 @@ package edge
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -421,5 +425,48 @@ func TestMetricsAndHealth(t *testing.T) {
 	if t.Failed() {
 		io.Discard.Write(r.body)
 		t.Logf("metrics:\n%s", r.body)
+	}
+}
+
+// sendWhole answers a request without ranges or preconditions exactly as
+// http.ServeContent does (given no modification time: the stored
+// Last-Modified is passed on as it is).
+func TestSendWholeMatchesServeContent(t *testing.T) {
+	clk := newClock()
+	c := testCache(t, t.TempDir(), clk, func(cfg *cacheConfig) { cfg.hotBudget = 1 << 20 })
+	objects := map[string][]byte{
+		"/html":  []byte("<!DOCTYPE html><html><body>hi</body></html>"),
+		"/bin":   randomBody(1, 3000),
+		"/big":   randomBody(2, smallObjectMax+5),
+		"/empty": {},
+	}
+	for name, body := range objects {
+		e := put(t, c, name, body)
+		for _, hdr := range []http.Header{{}, {"Content-Type": {"text/css"}}, {"Content-Encoding": {"gzip"}}} {
+			for _, method := range []string{http.MethodGet, http.MethodHead} {
+				serve := func(f func(w http.ResponseWriter, r *http.Request, rd *objectReader)) *httptest.ResponseRecorder {
+					rd, _, err := c.open(e)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer rd.Close()
+					w := httptest.NewRecorder()
+					maps.Copy(w.Header(), hdr.Clone())
+					f(w, httptest.NewRequest(method, name, nil), rd)
+					return w
+				}
+				want := serve(func(w http.ResponseWriter, r *http.Request, rd *objectReader) {
+					http.ServeContent(w, r, "", time.Time{}, rd)
+				})
+				got := serve(func(w http.ResponseWriter, r *http.Request, rd *objectReader) { sendWhole(w, r, rd, e.size) })
+				what := fmt.Sprintf("%s %s with %v", method, name, hdr)
+				if got.Code != want.Code || !bytes.Equal(got.Body.Bytes(), want.Body.Bytes()) {
+					t.Errorf("%s: status %d, %d bytes; ServeContent %d, %d bytes", what, got.Code, got.Body.Len(), want.Code, want.Body.Len())
+				}
+				if !maps.EqualFunc(got.Header(), want.Header(), slices.Equal) {
+					t.Errorf("%s: headers %v, ServeContent %v", what, got.Header(), want.Header())
+				}
+			}
+		}
 	}
 }
