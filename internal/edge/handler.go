@@ -156,8 +156,18 @@ func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 	}
 	if or, ok := lr.R.(*objectReader); ok && or.mode == modeMemory {
 		// Already in memory: one write, which net/http sends with the
-		// headers in one packet when it fits its buffer.
-		n, err := r.Write(or.next(lr.N))
+		// headers in one packet when it fits its buffer. A hot-set copy
+		// never changes, so the lane may send it without copying it.
+		p := or.next(lr.N)
+		var n int
+		var err error
+		if sw, ok := r.ResponseWriter.(interface{ writeShared([]byte) (int, error) }); ok && or.small == nil {
+			r.extend()
+			n, err = sw.writeShared(p)
+			r.bytes += int64(n)
+		} else {
+			n, err = r.Write(p)
+		}
 		lr.N -= int64(n)
 		return int64(n), err
 	}

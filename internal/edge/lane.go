@@ -156,7 +156,7 @@ func (l *lane) serveConn(c net.Conn) {
 		return
 	}
 	br := bufio.NewReaderSize(tc, laneReadBuf)
-	w := &laneWriter{conn: tc, h: make(http.Header)}
+	w := &laneWriter{conn: tc, h: make(http.Header), sendTimeout: l.s.cfg.ClientSendTimeout}
 	ctx, cancel := context.WithCancel(l.s.ctx)
 	defer cancel()
 	remote := tc.RemoteAddr().String()
@@ -397,17 +397,21 @@ type laneWriter struct {
 	head      bool // a HEAD request: no body
 	status    int  // 0 until WriteHeader
 	body      []byte
+	shared    []byte // a body given by writeShared, sent from where it is
 	out       []byte
 	streaming bool // the headers are out; writes go straight to conn
 	mustClose bool // the body's end is the connection's end
 	closeReq  bool
 	err       error
+
+	sendTimeout time.Duration // Config.ClientSendTimeout
+	deadline    bool          // the handler set a write deadline for this response
 }
 
 func (w *laneWriter) reset(r *http.Request) {
 	clear(w.h)
 	w.head = r.Method == http.MethodHead
-	w.status, w.body = 0, w.body[:0]
+	w.status, w.body, w.shared, w.deadline = 0, w.body[:0], nil, false
 	w.streaming, w.mustClose, w.closeReq, w.err = false, false, r.Close, nil
 }
 
@@ -430,7 +434,8 @@ func (w *laneWriter) Write(p []byte) (int, error) {
 	if w.head || !bodyAllowed(w.status) {
 		return len(p), nil
 	}
-	if !w.streaming && len(w.body)+len(p) <= laneMaxBuffer {
+	if !w.streaming && len(w.body)+len(w.shared)+len(p) <= laneMaxBuffer {
+		w.unshare()
 		w.body = append(w.body, p...)
 		return len(p), nil
 	}
@@ -444,6 +449,31 @@ func (w *laneWriter) Write(p []byte) (int, error) {
 		w.err = err
 	}
 	return n, err
+}
+
+// writeShared is Write for a p that stays unchanged until the response is
+// sent (a hot-set copy): a body written whole this way is sent from p,
+// not copied first.
+func (w *laneWriter) writeShared(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.streaming || w.err != nil || len(w.body) > 0 || w.shared != nil {
+		return w.Write(p)
+	}
+	if w.head || !bodyAllowed(w.status) {
+		return len(p), nil
+	}
+	w.shared = p
+	return len(p), nil
+}
+
+// unshare copies a shared body into the buffer, before more is written.
+func (w *laneWriter) unshare() {
+	if w.shared != nil {
+		w.body = append(w.body, w.shared...)
+		w.shared = nil
+	}
 }
 
 // ReadFrom sends a file section after the headers with sendfile(2) where
@@ -487,11 +517,25 @@ func (w *laneWriter) Flush() {
 
 // SetWriteDeadline is what http.ResponseController finds for the
 // handler's send timeout.
-func (w *laneWriter) SetWriteDeadline(t time.Time) error { return w.conn.SetWriteDeadline(t) }
+func (w *laneWriter) SetWriteDeadline(t time.Time) error {
+	w.deadline = true
+	return w.conn.SetWriteDeadline(t)
+}
+
+// sendDeadline gives the response's first write the send timeout unless
+// the handler set a deadline (a HEAD or a shared body writes nothing
+// before it; the connection's deadline may be a past request's).
+func (w *laneWriter) sendDeadline() {
+	if !w.deadline && w.sendTimeout > 0 {
+		w.SetWriteDeadline(time.Now().Add(w.sendTimeout))
+	}
+}
 
 // startStream sends the headers and the buffered body; the rest follows
 // as written, delimited by its Content-Length or else by closing.
 func (w *laneWriter) startStream() error {
+	w.unshare()
+	w.sendDeadline()
 	w.streaming = true
 	w.out = w.appendHead(w.out[:0], false)
 	w.out = append(w.out, w.body...)
@@ -510,9 +554,16 @@ func (w *laneWriter) finish() error {
 	if w.streaming || w.err != nil {
 		return w.err
 	}
+	if w.shared != nil && len(w.shared) <= laneCopyMax {
+		w.unshare()
+	}
+	w.sendDeadline()
 	w.out = w.appendHead(w.out[:0], true)
 	var err error
 	switch {
+	case w.shared != nil && !w.head:
+		bufs := net.Buffers{w.out, w.shared} // one writev, no copy
+		_, err = bufs.WriteTo(w.conn)
 	case w.head || len(w.body) == 0:
 		_, err = w.conn.Write(w.out)
 	case len(w.body) <= laneCopyMax:
@@ -536,13 +587,17 @@ func (w *laneWriter) appendHead(b []byte, whole bool) []byte {
 		if _, ok := h["Content-Length"]; !ok {
 			switch {
 			case whole && !w.head:
-				h["Content-Length"] = []string{strconv.Itoa(len(w.body))}
+				h["Content-Length"] = []string{strconv.Itoa(len(w.body) + len(w.shared))}
 			case !whole:
 				w.mustClose = true
 			}
 		}
-		if _, ok := h["Content-Type"]; !ok && len(w.body) > 0 {
-			h["Content-Type"] = []string{http.DetectContentType(w.body)}
+		if _, ok := h["Content-Type"]; !ok && len(w.body)+len(w.shared) > 0 {
+			b := w.body
+			if w.shared != nil {
+				b = w.shared
+			}
+			h["Content-Type"] = []string{http.DetectContentType(b)}
 		}
 	}
 	if _, ok := h["Date"]; !ok {

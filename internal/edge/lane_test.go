@@ -269,3 +269,32 @@ func TestLaneClose(t *testing.T) {
 		t.Error("idle lane connection still open after Close")
 	}
 }
+
+// A response that writes nothing while the handler runs (HEAD) still gets
+// a fresh send deadline, not the one a past response left on the
+// connection.
+func TestLaneSendDeadline(t *testing.T) {
+	clk := newClock()
+	o := newOrigin(t, clk)
+	o.set("/a", &object{body: randomBody(1, 5000), header: map[string]string{"Cache-Control": "max-age=600"}})
+	e := newEdge(t, o, clk, func(c *Config) { c.ClientSendTimeout = 100 * time.Millisecond })
+	ln := serveOwn(t, e)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i, method := range []string{"GET", "GET", "HEAD", "GET"} {
+		if i > 0 {
+			time.Sleep(250 * time.Millisecond) // past the last response's deadline
+		}
+		fmt.Fprintf(c, "%s /a HTTP/1.1\r\nHost: x\r\n\r\n", method)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatalf("request %d (%s) after an idle pause: %v", i+1, method, err)
+		}
+		io.ReadAll(resp.Body)
+	}
+}
