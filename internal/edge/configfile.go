@@ -37,6 +37,9 @@ type File struct {
 	MaxObjectSize Size   `yaml:"max_object_size"`
 	MaxObjects    int    `yaml:"max_objects"`
 	ChunkSize     Size   `yaml:"chunk_size"`
+	// HotCacheSize is Config.HotCacheSize; absent means 64MiB, 0 off.
+	HotCacheSize *Size `yaml:"hot_cache_size"`
+	NoFastLane   bool  `yaml:"no_fast_lane"`
 
 	DefaultTTL              time.Duration `yaml:"default_ttl"`
 	LockTimeout             time.Duration `yaml:"lock_timeout"`
@@ -76,7 +79,14 @@ func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 // Config returns the edge Config the file describes (the signing key is
 // the caller's to load).
 func (f *File) Config() Config {
+	hot := int64(0) // the default
+	if f.HotCacheSize != nil {
+		if hot = int64(*f.HotCacheSize); hot == 0 {
+			hot = -1 // off
+		}
+	}
 	return Config{
+		HotCacheSize: hot, DisableFastLane: f.NoFastLane,
 		Origin: f.Origin, Properties: f.Properties,
 		CacheDir: f.CacheDir, CacheSize: int64(f.CacheSize), MaxObjects: f.MaxObjects,
 		MaxObjectSize: int64(f.MaxObjectSize), ChunkSize: int(f.ChunkSize),

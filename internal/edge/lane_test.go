@@ -108,8 +108,8 @@ func TestLaneMatchesNetHTTP(t *testing.T) {
 		req("GET", "/big.bin"),
 		req("GET", "/small.js?v=1"),
 		req("GET", "/missing"),
-		req("GET", "/small.js", "If-None-Match: \"v1\"\r\n"),   // handed over
-		req("GET", "/big.bin", "Range: bytes=10-20\r\n"),       // handed over
+		req("GET", "/small.js", "If-None-Match: \"v1\"\r\n"),
+		req("GET", "/big.bin", "Range: bytes=10-20\r\n"),
 		req("GET", "/a/../small.js"),                           // the handler's 400
 		req("GET", "/small.js", "Cache-Control: no-cache\r\n"), // revalidated
 	}
@@ -156,8 +156,8 @@ func TestLaneHandOff(t *testing.T) {
 	exchange(t, plain, hit, 1)
 	body := bodyOf(exchange(t, plain, hit, 1)[0])
 
-	// Pipelined: a lane hit, a range (net/http's from here), a hit, a POST
-	// with a body, a hit — in one write.
+	// Pipelined: a hit, a range, a hit (the lane's), a POST with a body
+	// (net/http's from here on), a hit — in one write.
 	raw := hit +
 		"GET /small.js HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n\r\n" +
 		hit +

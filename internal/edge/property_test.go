@@ -88,6 +88,18 @@ swarm:
 	if c.CacheSize != 2<<30 || c.DefaultTTL != 90*time.Second || len(c.Properties) != 2 || c.Properties[0].ForceTTL != time.Hour || f.Listen != "127.0.0.1:8080" {
 		t.Errorf("parsed: %+v", c)
 	}
+	if c.HotCacheSize != 0 || c.DisableFastLane {
+		t.Errorf("defaults: hot cache %d, fast lane disabled %v", c.HotCacheSize, c.DisableFastLane)
+	}
+	for yml, want := range map[string]int64{"hot_cache_size: 0\n": -1, "hot_cache_size: 128MiB\nno_fast_lane: true\n": 128 << 20} {
+		f, err := ParseConfigFile([]byte("cache_dir: /c\norigin: http://o\n" + yml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := f.Config(); c.HotCacheSize != want || c.DisableFastLane != strings.Contains(yml, "no_fast_lane") {
+			t.Errorf("%q: hot cache %d, fast lane disabled %v", yml, c.HotCacheSize, c.DisableFastLane)
+		}
+	}
 	for _, tc := range []struct{ yaml, want string }{
 		{"cache_dir: /c\norigin: http://o\nbogus: 1\n", "line 3"},
 		{"cache_dir: /c\norigin: ftp://o\n", "line 2: origin"},
