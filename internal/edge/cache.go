@@ -106,6 +106,7 @@ type entry struct {
 	manEnc  []byte         // guarded by cache.mu; man encoded
 	removed bool           // guarded by cache.mu; evicted or replaced
 	hot     []byte         // guarded by cache.mu; the verified data, when in the hot set
+	hotFile *hotFile       // guarded by cache.mu; its open file, for sendfile (hotFileMin)
 	check   verification   // guarded by cache.mu
 }
 

@@ -136,6 +136,12 @@ func (r *recorder) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// sharedWriter is the fast lane's writer: it may send p (which never
+// changes) without copying it, or the same bytes from hf at off.
+type sharedWriter interface {
+	writeShared(p []byte, hf *hotFile, off int64) (int, error)
+}
+
 // onlyWriter hides a writer's ReadFrom, so io.Copy goes through Write.
 type onlyWriter struct{ io.Writer }
 
@@ -158,12 +164,12 @@ func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 		// Already in memory: one write, which net/http sends with the
 		// headers in one packet when it fits its buffer. A hot-set copy
 		// never changes, so the lane may send it without copying it.
-		p := or.next(lr.N)
+		p, off := or.next(lr.N)
 		var n int
 		var err error
-		if sw, ok := r.ResponseWriter.(interface{ writeShared([]byte) (int, error) }); ok && or.small == nil {
+		if sw, ok := r.ResponseWriter.(sharedWriter); ok && or.small == nil {
 			r.extend()
-			n, err = sw.writeShared(p)
+			n, err = sw.writeShared(p, or.hf, off)
 			r.bytes += int64(n)
 		} else {
 			n, err = r.Write(p)

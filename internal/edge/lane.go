@@ -309,6 +309,7 @@ func laneRequest(head []byte, remote string) (*http.Request, bool) {
 func (l *lane) serveOne(w *laneWriter, r *http.Request) (keep bool) {
 	l.s.stats.laneRequests.Add(1)
 	w.reset(r)
+	defer w.releaseFile()
 	defer func() {
 		if v := recover(); v != nil {
 			// serve aborts a response whose headers are out this way, as
@@ -397,7 +398,9 @@ type laneWriter struct {
 	head      bool // a HEAD request: no body
 	status    int  // 0 until WriteHeader
 	body      []byte
-	shared    []byte // a body given by writeShared, sent from where it is
+	shared    []byte   // a body given by writeShared, sent from where it is
+	file      *hotFile // shared's hot file, referenced, to send it from
+	fileOff   int64    // where shared starts in file
 	out       []byte
 	streaming bool // the headers are out; writes go straight to conn
 	mustClose bool // the body's end is the connection's end
@@ -411,6 +414,7 @@ type laneWriter struct {
 func (w *laneWriter) reset(r *http.Request) {
 	clear(w.h)
 	w.head = r.Method == http.MethodHead
+	w.releaseFile()
 	w.status, w.body, w.shared, w.deadline = 0, w.body[:0], nil, false
 	w.streaming, w.mustClose, w.closeReq, w.err = false, false, r.Close, nil
 }
@@ -454,7 +458,7 @@ func (w *laneWriter) Write(p []byte) (int, error) {
 // writeShared is Write for a p that stays unchanged until the response is
 // sent (a hot-set copy): a body written whole this way is sent from p,
 // not copied first.
-func (w *laneWriter) writeShared(p []byte) (int, error) {
+func (w *laneWriter) writeShared(p []byte, hf *hotFile, off int64) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -465,7 +469,19 @@ func (w *laneWriter) writeShared(p []byte) (int, error) {
 		return len(p), nil
 	}
 	w.shared = p
+	if hf != nil && len(p) > laneCopyMax {
+		hf.c.retainHot(hf) // the reader lets go before the response is sent
+		w.file, w.fileOff = hf, off
+	}
 	return len(p), nil
+}
+
+// releaseFile gives back the hot file a response was to send from.
+func (w *laneWriter) releaseFile() {
+	if w.file != nil {
+		w.file.c.releaseHot(w.file)
+		w.file = nil
+	}
 }
 
 // unshare copies a shared body into the buffer, before more is written.
@@ -473,6 +489,7 @@ func (w *laneWriter) unshare() {
 	if w.shared != nil {
 		w.body = append(w.body, w.shared...)
 		w.shared = nil
+		w.releaseFile()
 	}
 }
 
@@ -560,7 +577,17 @@ func (w *laneWriter) finish() error {
 	w.sendDeadline()
 	w.out = w.appendHead(w.out[:0], true)
 	var err error
+	sent := false
+	if w.file != nil && !w.head {
+		// From the page cache by sendfile, if the file is still the one
+		// whose data was checked; else from the memory copy.
+		sent, err = sendHeadAndFile(w.conn, w.out, w.file, w.fileOff, int64(len(w.shared)))
+		if sent {
+			w.file.c.hot.sent.Add(1)
+		}
+	}
 	switch {
+	case sent:
 	case w.shared != nil && !w.head:
 		bufs := net.Buffers{w.out, w.shared} // one writev, no copy
 		_, err = bufs.WriteTo(w.conn)

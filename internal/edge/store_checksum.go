@@ -182,8 +182,9 @@ type objectReader struct {
 	id   fileID // the file's identity at open
 	pos  int64  // memory and verify modes
 
-	data  []byte  // memory mode: the whole data
-	small *[]byte // memory mode: data's pooled buffer
+	data  []byte   // memory mode: the whole data
+	small *[]byte  // memory mode: data's pooled buffer
+	hf    *hotFile // memory mode from the hot set: its open file, referenced
 	buf   *[]byte // verify mode: a pooled block buffer
 	blk   int     // verify mode: the block in buf, or -1
 	err   error   // sticky: the data is corrupt; wraps errAbort and errCorrupt
@@ -209,15 +210,17 @@ func (c *cache) newReader(e *entry, f *os.File, tid fileID, trusted bool) (*obje
 		r.small = smallPool.Get().(*[]byte)
 		r.data = (*r.small)[:e.size]
 		_, err := f.ReadAt(r.data, 0)
-		f.Close()
 		r.f = nil
 		if err == nil || (err == io.EOF && e.size == 0) {
 			if len(e.sums) == 0 || crc32.Checksum(r.data, castagnoli) == e.sums[0] {
-				c.keepHot(e, r.data)
+				if !c.keepHot(e, r.data, f, id) {
+					f.Close()
+				}
 				return r, nil
 			}
 			err = errCorrupt
 		}
+		f.Close()
 		r.Close()
 		c.dropCorrupt(e, fmt.Sprintf("reading %d bytes: %v", e.size, err))
 		return nil, errNotCached
@@ -295,12 +298,12 @@ func (r *objectReader) Read(p []byte) (int, error) {
 }
 
 // next returns up to n bytes of a memory-mode reader's data from its
-// position on, and moves past them.
-func (r *objectReader) next(n int64) []byte {
+// position on, and where they start, and moves past them.
+func (r *objectReader) next(n int64) ([]byte, int64) {
 	start := min(r.pos, int64(len(r.data)))
 	end := start + min(n, int64(len(r.data))-start)
 	r.pos = end
-	return r.data[start:end]
+	return r.data[start:end], start
 }
 
 func (r *objectReader) ReadAt(p []byte, off int64) (int, error) {
@@ -377,6 +380,10 @@ func (r *objectReader) Close() error {
 	if r.small != nil {
 		smallPool.Put(r.small)
 		r.small, r.data = nil, nil
+	}
+	if r.hf != nil {
+		r.c.releaseHot(r.hf)
+		r.hf = nil
 	}
 	return err
 }

@@ -680,11 +680,37 @@ func TestHotSet(t *testing.T) {
 	if c.hotBytes() != before-100<<10 || last.hot != nil {
 		t.Errorf("replaced version kept its copy: %d bytes held, was %d", c.hotBytes(), before)
 	}
+	var files []*hotFile
+	var hotOne *entry
+	for _, e := range es {
+		if e.hotFile != nil {
+			files = append(files, e.hotFile)
+			hotOne = e
+		}
+	}
+	if len(files) == 0 {
+		t.Fatal("no hot version kept its file open")
+	}
+	held, _, err := c.open(hotOne)
+	if err != nil || held.hf == nil {
+		t.Fatalf("open of a hot version: %v, file %v", err, held != nil && held.hf != nil)
+	}
 	for _, e := range es {
 		c.remove(e)
 	}
 	if n := c.hotBytes(); n != 0 {
 		t.Errorf("%d hot bytes after every version went", n)
+	}
+	// A file goes when its version has gone and no reader holds it.
+	if _, err := held.hf.f.Stat(); err != nil {
+		t.Errorf("a file a reader holds was closed: %v", err)
+	}
+	heldFile := held.hf
+	held.Close()
+	for _, hf := range files {
+		if _, err := hf.f.Stat(); err == nil {
+			t.Errorf("hot file still open after its version went (held %v)", hf == heldFile)
+		}
 	}
 	// Small objects only, and none when checking every read.
 	big := put(t, c, "/big", randomBody(7, smallObjectMax+1))

@@ -1,0 +1,81 @@
+package edge
+
+import (
+	"errors"
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// sendHeadAndFile sends head, then n bytes of hf's file from off with
+// sendfile(2), on c; the headers go with MSG_MORE so that they leave in
+// the body's first segment. It declines (false, nil) before sending
+// anything when c is not a TCP connection or the file is no longer the one
+// whose data was checked (anything written to it through the file system
+// changes its identity): the caller sends its memory copy instead.
+// Explicit offsets: many responses share one descriptor.
+func sendHeadAndFile(c net.Conn, head []byte, hf *hotFile, off, n int64) (bool, error) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return false, nil
+	}
+	src, err := hf.f.SyscallConn()
+	if err != nil {
+		return false, nil
+	}
+	dst, err := tc.SyscallConn()
+	if err != nil {
+		return false, nil
+	}
+	var serr, werr error
+	declined := true // until the file is found unchanged
+	rerr := src.Control(func(in uintptr) {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(in), &st); err != nil || !sameFile(hf.id, &st) {
+			return
+		}
+		declined = false
+		end := off + n
+		werr = dst.Write(func(out uintptr) bool {
+			for len(head) > 0 {
+				k, err := unix.SendmsgN(int(out), head, nil, nil, unix.MSG_MORE)
+				head = head[k:]
+				switch {
+				case errors.Is(err, unix.EAGAIN):
+					return false // wait until writable
+				case errors.Is(err, unix.EINTR):
+				case err != nil:
+					serr = err
+					return true
+				}
+			}
+			for off < end {
+				k, err := unix.Sendfile(int(out), int(in), &off, int(min(end-off, 1<<30)))
+				switch {
+				case errors.Is(err, unix.EAGAIN):
+					return false
+				case errors.Is(err, unix.EINTR):
+				case err != nil:
+					serr = err
+					return true
+				case k == 0:
+					serr = syscall.EIO // the file ended early
+					return true
+				}
+			}
+			return true
+		})
+	})
+	if declined {
+		return false, nil
+	}
+	return true, errors.Join(serr, werr, rerr)
+}
+
+// sameFile reports whether st is still the file of identity id.
+func sameFile(id fileID, st *unix.Stat_t) bool {
+	return id.dev == uint64(st.Dev) && id.ino == st.Ino && id.size == st.Size &&
+		id.mtime.Sec == st.Mtim.Sec && id.mtime.Nsec == st.Mtim.Nsec &&
+		id.ctime.Sec == st.Ctim.Sec && id.ctime.Nsec == st.Ctim.Nsec
+}
