@@ -51,7 +51,7 @@ func (s *Server) handleChunk(w http.ResponseWriter, r *http.Request) error {
 	// see every byte.
 	n, err := io.Copy(w, io.NewSectionReader(f, man.ChunkOffset(index), int64(size)))
 	s.stats.chunkBytes.Add(n)
-	s.metrics.bytesServed.WithLabelValues("chunk").Add(float64(n))
+	s.metrics.chunkBytesTo.Add(float64(n))
 	s.usage.add(s, r.Header.Get(wire.HeaderPeerID), n)
 	if err != nil {
 		return fmt.Errorf("chunk %d of %s after %d bytes: %w: %w", index, root.Short(), n, errAbort, err)

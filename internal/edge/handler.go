@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -63,13 +64,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, kind string, h fu
 	err := h(rec, r)
 	if kind == "content" {
 		s.stats.contentBytes.Add(rec.bytes)
-		s.metrics.bytesServed.WithLabelValues("content").Add(float64(rec.bytes))
+		s.metrics.contentBytes.Add(float64(rec.bytes))
 	}
 	// Content and admin requests are the access log (info); the swarm's
 	// chunk and announce traffic, many per second per peer, is debug.
-	level := s.log.Debug
+	level := slog.LevelDebug
 	if kind == "content" || kind == "admin" {
-		level = s.log.Info
+		level = slog.LevelInfo
 	}
 	switch {
 	case err == nil:
@@ -83,14 +84,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, kind string, h fu
 	default:
 		code, msg := statusOf(err)
 		if code >= 500 {
-			level = s.log.Warn
+			level = slog.LevelWarn
 		}
 		msg = strings.ReplaceAll(msg, "\n", " ")
 		http.Error(rec, msg, code)
 	}
-	level("access", "kind", kind, "method", r.Method, "uri", truncate(r.URL.RequestURI(), 200),
-		"status", rec.code(), "bytes", rec.bytes, "cache", rec.Header().Get("X-Cache"),
-		"dur", time.Since(start), "remote", r.RemoteAddr, "err", err)
+	if s.log.Enabled(r.Context(), level) { // the arguments cost more than a hit
+		s.log.Log(r.Context(), level, "access", "kind", kind, "method", r.Method, "uri", truncate(r.URL.RequestURI(), 200),
+			"status", rec.code(), "bytes", rec.bytes, "cache", rec.Header().Get("X-Cache"),
+			"dur", time.Since(start), "remote", r.RemoteAddr, "err", err)
+	}
 }
 
 // recorder remembers the status and counts body bytes, and gives every

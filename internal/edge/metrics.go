@@ -17,6 +17,10 @@ type metrics struct {
 	bytesServed        *prometheus.CounterVec // by kind: content, chunk
 	originFetchSeconds prometheus.Histogram
 	http               http.Handler // serves reg
+
+	// The children every request touches, looked up once.
+	byStatus                   map[string]prometheus.Counter // requests by X-Cache status
+	contentBytes, chunkBytesTo prometheus.Counter
 }
 
 func newMetrics(s *Server) *metrics {
@@ -63,11 +67,12 @@ func newMetrics(s *Server) *metrics {
 		}, func() float64 { return float64(s.stats.laneHandoffs.Load()) }),
 	)
 	// Pre-create the label values so dashboards see zeros, not gaps.
+	m.byStatus = make(map[string]prometheus.Counter)
 	for _, st := range []string{statusHit, statusMiss, statusRevalidated, statusStale, statusPass} {
-		m.requests.WithLabelValues(lower(st))
+		m.byStatus[st] = m.requests.WithLabelValues(lower(st))
 	}
-	m.bytesServed.WithLabelValues("content")
-	m.bytesServed.WithLabelValues("chunk")
+	m.contentBytes = m.bytesServed.WithLabelValues("content")
+	m.chunkBytesTo = m.bytesServed.WithLabelValues("chunk")
 	m.http = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 	return m
 }

@@ -238,7 +238,11 @@ func (s *Server) countStatus(status string) {
 	case statusPass:
 		s.stats.passes.Add(1)
 	}
-	s.metrics.requests.WithLabelValues(strings.ToLower(status)).Inc()
+	if c, ok := s.metrics.byStatus[status]; ok {
+		c.Inc()
+	} else {
+		s.metrics.requests.WithLabelValues(strings.ToLower(status)).Inc()
+	}
 }
 
 func truncate(s string, n int) string {
