@@ -507,7 +507,7 @@ func (w *laneWriter) ReadFrom(src io.Reader) (int64, error) {
 		return 0, nil
 	}
 	if !w.streaming {
-		if err := w.startStream(); err != nil {
+		if err := w.startStreamMore(true); err != nil {
 			return 0, err
 		}
 	}
@@ -550,14 +550,24 @@ func (w *laneWriter) sendDeadline() {
 
 // startStream sends the headers and the buffered body; the rest follows
 // as written, delimited by its Content-Length or else by closing.
-func (w *laneWriter) startStream() error {
+func (w *laneWriter) startStream() error { return w.startStreamMore(false) }
+
+// startStreamMore is startStream; more says the body follows at once (a
+// sendfile), so the headers may wait to leave in its first segment.
+func (w *laneWriter) startStreamMore(more bool) error {
 	w.unshare()
 	w.sendDeadline()
 	w.streaming = true
 	w.out = w.appendHead(w.out[:0], false)
 	w.out = append(w.out, w.body...)
 	w.body = w.body[:0]
-	if _, err := w.conn.Write(w.out); err != nil {
+	var err error
+	if more {
+		err = writeMore(w.conn, w.out)
+	} else {
+		_, err = w.conn.Write(w.out)
+	}
+	if err != nil {
 		w.err = err
 	}
 	return w.err

@@ -79,3 +79,35 @@ func sameFile(id fileID, st *unix.Stat_t) bool {
 		id.mtime.Sec == st.Mtim.Sec && id.mtime.Nsec == st.Mtim.Nsec &&
 		id.ctime.Sec == st.Ctim.Sec && id.ctime.Nsec == st.Ctim.Nsec
 }
+
+// writeMore writes b to c with MSG_MORE (on a TCP connection): the kernel
+// holds a partial segment for what the caller sends next.
+func writeMore(c net.Conn, b []byte) error {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		_, err := c.Write(b)
+		return err
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		_, err := c.Write(b)
+		return err
+	}
+	var serr error
+	werr := rc.Write(func(fd uintptr) bool {
+		for len(b) > 0 {
+			k, err := unix.SendmsgN(int(fd), b, nil, nil, unix.MSG_MORE)
+			b = b[k:]
+			switch {
+			case errors.Is(err, unix.EAGAIN):
+				return false
+			case errors.Is(err, unix.EINTR):
+			case err != nil:
+				serr = err
+				return true
+			}
+		}
+		return true
+	})
+	return errors.Join(serr, werr)
+}
