@@ -185,9 +185,9 @@ type objectReader struct {
 	data  []byte   // memory mode: the whole data
 	small *[]byte  // memory mode: data's pooled buffer
 	hf    *hotFile // memory mode from the hot set: its open file, referenced
-	buf   *[]byte // verify mode: a pooled block buffer
-	blk   int     // verify mode: the block in buf, or -1
-	err   error   // sticky: the data is corrupt; wraps errAbort and errCorrupt
+	buf   *[]byte  // verify mode: a pooled block buffer
+	blk   int      // verify mode: the block in buf, or -1
+	err   error    // sticky: the data is corrupt; wraps errAbort and errCorrupt
 }
 
 // newReader wraps the open data file f of e. It owns f from then on.
