@@ -38,17 +38,9 @@ func sendHeadAndFile(c net.Conn, head []byte, hf *hotFile, off, n int64) (bool, 
 		declined = false
 		end := off + n
 		werr = dst.Write(func(out uintptr) bool {
-			for len(head) > 0 {
-				k, err := unix.SendmsgN(int(out), head, nil, nil, unix.MSG_MORE)
-				head = head[k:]
-				switch {
-				case errors.Is(err, unix.EAGAIN):
-					return false // wait until writable
-				case errors.Is(err, unix.EINTR):
-				case err != nil:
-					serr = err
-					return true
-				}
+			var wait bool
+			if head, wait, serr = sendMore(int(out), head); wait || serr != nil {
+				return !wait
 			}
 			for off < end {
 				k, err := unix.Sendfile(int(out), int(in), &off, int(min(end-off, 1<<30)))
@@ -95,19 +87,29 @@ func writeMore(c net.Conn, b []byte) error {
 	}
 	var serr error
 	werr := rc.Write(func(fd uintptr) bool {
-		for len(b) > 0 {
-			k, err := unix.SendmsgN(int(fd), b, nil, nil, unix.MSG_MORE)
-			b = b[k:]
-			switch {
-			case errors.Is(err, unix.EAGAIN):
-				return false
-			case errors.Is(err, unix.EINTR):
-			case err != nil:
-				serr = err
-				return true
-			}
-		}
-		return true
+		var wait bool
+		b, wait, serr = sendMore(int(fd), b)
+		return !wait
 	})
 	return errors.Join(serr, werr)
+}
+
+// sendMore sends b on socket fd with MSG_MORE until it is all sent (rest
+// empty), the socket is full (wait: call again when writable, with rest),
+// or an error.
+func sendMore(fd int, b []byte) (rest []byte, wait bool, err error) {
+	for len(b) > 0 {
+		k, err := unix.SendmsgN(fd, b, nil, nil, unix.MSG_MORE)
+		if k > 0 {
+			b = b[k:]
+		}
+		switch {
+		case errors.Is(err, unix.EAGAIN):
+			return b, true, nil
+		case errors.Is(err, unix.EINTR):
+		case err != nil:
+			return b, false, err
+		}
+	}
+	return b, false, nil
 }

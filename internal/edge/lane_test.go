@@ -44,16 +44,7 @@ func laneEdge(t *testing.T) (e *testEdge, lane, plain string, o *origin) {
 // exchange sends raw requests on one connection and reads n responses.
 func exchange(t *testing.T, addr, raw string, n int) []*http.Response {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
+	br := bufio.NewReader(sendRaw(t, addr, raw, 5*time.Second))
 	var out []*http.Response
 	for range n {
 		method := http.MethodGet
@@ -78,14 +69,7 @@ func exchange(t *testing.T, addr, raw string, n int) []*http.Response {
 // of the answer.
 func statusLine(t *testing.T, addr, raw string) string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, raw)
-	line, _ := bufio.NewReader(c).ReadString('\n')
+	line, _ := bufio.NewReader(sendRaw(t, addr, raw, 5*time.Second)).ReadString('\n')
 	return line
 }
 

@@ -49,17 +49,25 @@ func serveOwn(t *testing.T, e *testEdge) net.Listener {
 // edge answers until it closes the connection or goes quiet.
 func rawExchange(t *testing.T, addr, raw string) string {
 	t.Helper()
+	c := sendRaw(t, addr, raw, 3*time.Second)
+	b, _ := io.ReadAll(bufio.NewReader(c))
+	return string(b)
+}
+
+// sendRaw writes raw to a fresh connection to addr, which it closes when
+// the test ends; reads and writes on it give up after timeout.
+func sendRaw(t *testing.T, addr, raw string, timeout time.Duration) net.Conn {
+	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(timeout))
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(bufio.NewReader(c))
-	return string(b)
+	return c
 }
 
 // Battery 28: request smuggling attempts get 400 (or are refused) and the
