@@ -266,7 +266,7 @@ func TestLaneSendDeadline(t *testing.T) {
 	clk := newClock()
 	o := newOrigin(t, clk)
 	o.set("/a", &object{body: randomBody(1, 5000), header: map[string]string{"Cache-Control": "max-age=600"}})
-	e := newEdge(t, o, clk, func(c *Config) { c.ClientSendTimeout = 100 * time.Millisecond })
+	e := newEdge(t, o, clk, func(c *Config) { c.ClientSendTimeout = 400 * time.Millisecond })
 	ln := serveOwn(t, e)
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -276,7 +276,7 @@ func TestLaneSendDeadline(t *testing.T) {
 	br := bufio.NewReader(c)
 	for i, method := range []string{"GET", "GET", "HEAD", "GET"} {
 		if i > 0 {
-			time.Sleep(250 * time.Millisecond) // past the last response's deadline
+			time.Sleep(600 * time.Millisecond) // past the last response's deadline
 		}
 		fmt.Fprintf(c, "%s /a HTTP/1.1\r\nHost: x\r\n\r\n", method)
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
