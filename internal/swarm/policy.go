@@ -20,6 +20,8 @@ import (
 type Request struct {
 	Root   core.Hash
 	PeerID string
+	// PID is the requester's network location ("" unknown).
+	PID string
 	// Have is what the requester holds of the object (empty if unknown).
 	Have core.Bitfield
 	// Want is how many candidates the caller will keep (already bounded).
@@ -30,11 +32,11 @@ type Request struct {
 }
 
 // Candidate is a live peer in the object's swarm that could be handed out.
-// Later policies (network locality) add fields here.
 type Candidate struct {
 	PeerID string
 	Addr   string
 	Name   string
+	PID    string // network location ("" unknown)
 	// Have is what the candidate holds. It is shared with the tracker and
 	// must not be modified (the tracker replaces it, never mutates it).
 	Have      core.Bitfield
@@ -182,4 +184,39 @@ func usefulCount(theirs, mine []byte) int {
 		n += bits.OnesCount8(b)
 	}
 	return n
+}
+
+// Locality ranks by network location first (DESIGN: "same PID, then cost,
+// then spare upload and chunk availability"): peers in the requester's
+// PID, then the others by the cost from the requester's PID to theirs,
+// each group in Inner's order. A requester or candidate of unknown
+// location ("") counts as another PID at cost Cost("", pid).
+type Locality struct {
+	Inner HandoutPolicy
+	// Cost is the cost of traffic from PID a to PID b (netmap.Map.Cost);
+	// nil ranks by same PID only.
+	Cost func(a, b string) int
+}
+
+// Rank implements HandoutPolicy.
+func (l Locality) Rank(req Request, cands []Candidate) []Candidate {
+	cands = l.Inner.Rank(req, cands)
+	if req.PID == "" {
+		return cands
+	}
+	key := func(c Candidate) (int, int) {
+		if c.PID == req.PID {
+			return 0, 0
+		}
+		if l.Cost == nil {
+			return 1, 0
+		}
+		return 1, l.Cost(req.PID, c.PID)
+	}
+	slices.SortStableFunc(cands, func(a, b Candidate) int {
+		ga, ca := key(a)
+		gb, cb := key(b)
+		return cmp.Or(cmp.Compare(ga, gb), cmp.Compare(ca, cb))
+	})
+	return cands
 }

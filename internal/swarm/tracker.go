@@ -193,6 +193,7 @@ type peer struct {
 	tokenHash [32]byte // SHA-256 of the token: the token itself is not kept
 	addr      string
 	name      string
+	pid       string // network location; "" unknown
 	uploadBps int64
 	lastSeen  time.Time // registration or latest announce
 	banned    bool
@@ -313,7 +314,14 @@ func (t *Tracker) sweepLoop(every time.Duration) {
 // Register enrolls a peer reachable at addr ("host:port", or "" for a
 // leech-only peer) and returns its id and a secret token.
 func (t *Tracker) Register(addr, name string, uploadBps int64) (peerID, token string, err error) {
-	if len(addr) > MaxAddrLen || len(name) > MaxNameLen || uploadBps < 0 {
+	return t.RegisterAt(addr, name, "", uploadBps)
+}
+
+// RegisterAt is Register for a peer at network location pid (a PID of
+// the edge's network map, internal/netmap; "" when unknown), which
+// hand-outs rank by and HandoutOptions.SamePID filters on.
+func (t *Tracker) RegisterAt(addr, name, pid string, uploadBps int64) (peerID, token string, err error) {
+	if len(addr) > MaxAddrLen || len(name) > MaxNameLen || len(pid) > MaxNameLen || uploadBps < 0 {
 		return "", "", fmt.Errorf("%w: register: addr of %d bytes (max %d), name of %d bytes (max %d), upload %d B/s",
 			ErrInvalidArgument, len(addr), MaxAddrLen, len(name), MaxNameLen, uploadBps)
 	}
@@ -350,6 +358,7 @@ func (t *Tracker) Register(addr, name string, uploadBps int64) (peerID, token st
 		tokenHash: sha256.Sum256([]byte(token)),
 		addr:      addr,
 		name:      name,
+		pid:       pid,
 		uploadBps: uploadBps,
 		lastSeen:  now,
 	}
@@ -487,6 +496,19 @@ func (t *Tracker) Leave(peerID string, root core.Hash) {
 // wire.MaxHandout) other live, non-banned peers of root's swarm that hold
 // at least one chunk and are reachable, ranked by the policy.
 func (t *Tracker) Handout(root core.Hash, peerID string, want int) []Candidate {
+	return t.HandoutWith(root, peerID, want, HandoutOptions{})
+}
+
+// HandoutOptions are an object's hand-out rules (its property's).
+type HandoutOptions struct {
+	// SamePID hands out only peers in the requester's network location
+	// (a property's cross_pid: deny); a requester of unknown location
+	// gets none.
+	SamePID bool
+}
+
+// HandoutWith is Handout under opt.
+func (t *Tracker) HandoutWith(root core.Hash, peerID string, want int, opt HandoutOptions) []Candidate {
 	if want <= 0 {
 		want = t.cfg.DefaultWant
 	}
@@ -504,6 +526,9 @@ func (t *Tracker) Handout(root core.Hash, peerID string, want int) []Candidate {
 	if m, ok := o.members[peerID]; ok {
 		req.Have = m.have
 	}
+	if p := t.peers[peerID]; p != nil {
+		req.PID = p.pid
+	}
 	sample := t.sampleLocked(o)
 	cands := make([]Candidate, 0, len(sample))
 	var expired []string
@@ -514,11 +539,11 @@ func (t *Tracker) Handout(root core.Hash, peerID string, want int) []Candidate {
 			continue
 		}
 		p := t.peers[id]
-		if id == peerID || p == nil || p.banned {
+		if id == peerID || p == nil || p.banned || opt.SamePID && (p.pid != req.PID || req.PID == "") {
 			continue
 		}
 		cands = append(cands, Candidate{
-			PeerID: id, Addr: p.addr, Name: p.name, Have: m.have,
+			PeerID: id, Addr: p.addr, Name: p.name, PID: p.pid, Have: m.have,
 			UploadBps: p.uploadBps, LastSeen: m.lastSeen,
 		})
 	}

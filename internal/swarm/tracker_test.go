@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -496,5 +497,48 @@ func TestTrackerAnnounceInterval(t *testing.T) {
 	}
 	if got := tr.AnnounceInterval(core.HashBytes([]byte("other")), base); got != base {
 		t.Fatalf("another object: %v, want %v", got, base)
+	}
+}
+
+// Hand-outs rank by location: the requester's PID first, then the others
+// by cost; with SamePID, only the requester's PID (none for a requester of
+// unknown location).
+func TestHandoutLocality(t *testing.T) {
+	cost := map[[2]string]int{{"a", "b"}: 5, {"a", "c"}: 10, {"a", ""}: 100}
+	tr, _ := newTracker(t, Config{})
+	tr.policy = Locality{Inner: tr.policy, Cost: func(x, y string) int { return cost[[2]string{x, y}] }}
+	pidOf := map[string]string{}
+	var ids []string
+	for i, pid := range []string{"a", "c", "b", "", "a", "c", "b", "a"} {
+		id, _, err := tr.RegisterAt(fmt.Sprintf("127.0.0.1:%d", 7000+i), "", pid, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pidOf[id] = pid
+		ids = append(ids, id)
+		if err := tr.Announce(id, root, 4, bf(4, i%4)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	asker := ids[0] // in "a"
+	var got []string
+	for _, c := range tr.Handout(root, asker, 0) {
+		got = append(got, pidOf[c.PeerID])
+		if c.PID != pidOf[c.PeerID] {
+			t.Errorf("candidate %s carries PID %q, registered in %q", c.PeerID, c.PID, pidOf[c.PeerID])
+		}
+	}
+	if want := []string{"a", "a", "b", "b", "c", "c", ""}; !slices.Equal(got, want) {
+		t.Errorf("hand-out by PID %q, want %q", got, want)
+	}
+	same := tr.HandoutWith(root, asker, 0, HandoutOptions{SamePID: true})
+	if len(same) != 2 || pidOf[same[0].PeerID] != "a" || pidOf[same[1].PeerID] != "a" {
+		t.Errorf("same-PID hand-out: %d peers", len(same))
+	}
+	if n := len(tr.HandoutWith(root, ids[3], 0, HandoutOptions{SamePID: true})); n != 0 {
+		t.Errorf("a requester of unknown location got %d same-PID peers", n)
+	}
+	if _, _, err := tr.RegisterAt("127.0.0.1:1", "", strings.Repeat("x", MaxNameLen+1), 0); err == nil {
+		t.Error("oversized PID accepted")
 	}
 }
