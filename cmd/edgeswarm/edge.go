@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgeswarm/edgeswarm/internal/edge"
+	"github.com/edgeswarm/edgeswarm/internal/netmap"
 	"github.com/edgeswarm/edgeswarm/internal/swarm"
 	"github.com/edgeswarm/edgeswarm/internal/units"
 )
@@ -28,6 +29,7 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 		cfgFile              string
 		adminListen          string
 		adminTokenFile       string
+		netMapFile           string
 		chunk, hot           string
 		noLane               bool
 	)
@@ -57,7 +59,8 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 					dst  *string
 					val  string
 				}{{"listen", &listen, fc.Listen}, {"tls-cert", &tlsCert, fc.TLSCert}, {"tls-key", &tlsKey, fc.TLSKey}, {"key-file", &keyArg, fc.KeyFile},
-					{"admin-listen", &adminListen, fc.AdminListen}, {"admin-token-file", &adminTokenFile, fc.AdminTokenFile}} {
+					{"admin-listen", &adminListen, fc.AdminListen}, {"admin-token-file", &adminTokenFile, fc.AdminTokenFile},
+					{"network-map", &netMapFile, fc.NetworkMap}} {
 					if !changed(v.flag) && v.val != "" {
 						*v.dst = v.val
 					}
@@ -98,6 +101,12 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 				if cfg.AdminToken, err = adminToken(adminTokenFile); err != nil {
 					return err
 				}
+			}
+			if netMapFile != "" {
+				if cfg.NetworkMap, err = readNetworkMap(netMapFile); err != nil {
+					return err
+				}
+				log.Info("network map loaded", "file", netMapFile, "pids", len(cfg.NetworkMap.PIDs()), "prefixes", cfg.NetworkMap.Prefixes())
 			}
 			s, err := edge.New(cfg, edge.Deps{Logger: log})
 			if err != nil {
@@ -160,6 +169,8 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 	f.IntVar(&cfg.MaxChunkUploads, "max-chunk-uploads", 64, "chunk uploads served at once; past it peers get 503 and ask again shortly")
 	f.StringVar(&keyArg, "key-file", "", "ed25519 manifest-signing key file (default CACHE-DIR/edge.key; created if absent)")
 	f.StringVar(&adminListen, "admin-listen", "", "address of the admin listener (purge API); keep it private")
+	f.StringVar(&netMapFile, "network-map", "", "network map and cost map (YAML pids/costs, or an ALTO server's JSON): peers are handed peers in their own network location first, then by cost")
+	f.StringVar(&cfg.CrossPID, "cross-pid", "allow", "with --origin: whether peers may be handed peers in other network locations (allow) or only their own (deny)")
 	f.StringVar(&adminTokenFile, "admin-token-file", "", "file holding the admin token (Authorization: Bearer TOKEN); default: $EDGESWARM_ADMIN_TOKEN")
 	f.StringVar(&cfgFile, "config", "", "YAML configuration file (properties: hostnames → origin and cache policy; see docs/OPERATIONS.md); flags given explicitly override it")
 	return cmd
@@ -199,12 +210,27 @@ func overlayFlags(file, flags edge.Config, changed func(string) bool) edge.Confi
 		"announce-budget":            func() { file.Swarm.AnnounceBudget = flags.Swarm.AnnounceBudget },
 		"client-send-timeout":        func() { file.ClientSendTimeout = flags.ClientSendTimeout },
 		"max-request-body":           func() { file.MaxRequestBody = flags.MaxRequestBody },
+		"cross-pid":                  func() { file.CrossPID = flags.CrossPID },
 	} {
 		if changed(name) {
 			apply()
 		}
 	}
 	return file
+}
+
+// readNetworkMap loads a network and cost map (internal/netmap: the
+// project's YAML or an ALTO server's JSON).
+func readNetworkMap(path string) (*netmap.Map, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--network-map: %w", err)
+	}
+	m, err := netmap.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("--network-map %s: %w", path, err)
+	}
+	return m, nil
 }
 
 // adminToken reads the purge API's token from path, or from

@@ -367,6 +367,16 @@ func (c *cache) openRoot(root core.Hash) (*objectReader, *core.Manifest, error) 
 	return r, man, nil
 }
 
+// keyOfRoot returns the cache key of a stored version with that root.
+func (c *cache) keyOfRoot(root core.Hash) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if es := c.byRoot[root]; len(es) > 0 {
+		return es[0].key, true
+	}
+	return "", false
+}
+
 // manifestByRoot returns the manifest of a stored version with that root.
 func (c *cache) manifestByRoot(root core.Hash) (*core.Manifest, bool) {
 	c.mu.Lock()

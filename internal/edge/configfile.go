@@ -40,6 +40,10 @@ type File struct {
 	// HotCacheSize is Config.HotCacheSize; absent means 64MiB, 0 off.
 	HotCacheSize *Size `yaml:"hot_cache_size"`
 	NoFastLane   bool  `yaml:"no_fast_lane"`
+	// NetworkMap is the path of a network map file (internal/netmap);
+	// CrossPID the one-origin property's cross_pid.
+	NetworkMap string `yaml:"network_map"`
+	CrossPID   string `yaml:"cross_pid"`
 
 	DefaultTTL              time.Duration `yaml:"default_ttl"`
 	LockTimeout             time.Duration `yaml:"lock_timeout"`
@@ -86,7 +90,7 @@ func (f *File) Config() Config {
 		}
 	}
 	return Config{
-		HotCacheSize: hot, DisableFastLane: f.NoFastLane,
+		HotCacheSize: hot, DisableFastLane: f.NoFastLane, CrossPID: f.CrossPID,
 		Origin: f.Origin, Properties: f.Properties,
 		CacheDir: f.CacheDir, CacheSize: int64(f.CacheSize), MaxObjects: f.MaxObjects,
 		MaxObjectSize: int64(f.MaxObjectSize), ChunkSize: int(f.ChunkSize),
@@ -140,6 +144,8 @@ func checkFile(f *File, doc *yaml.Node) error {
 		return fmt.Errorf("line %d: cache_dir is required", doc.Line)
 	case f.Origin != "" && len(f.Properties) > 0:
 		return fmt.Errorf("line %d: give origin or properties, not both", line(doc, "origin"))
+	case f.CrossPID != "" && len(f.Properties) > 0:
+		return fmt.Errorf("line %d: cross_pid here is the origin shortcut's; with properties, give it per property", line(doc, "cross_pid"))
 	case f.Origin == "" && len(f.Properties) == 0:
 		return fmt.Errorf("line %d: give origin (one origin for every host) or properties", doc.Line)
 	case f.Origin != "":

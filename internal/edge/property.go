@@ -38,7 +38,18 @@ type Property struct {
 	// IgnoreQuery drops the query string from the cache key and from
 	// origin requests (for origins that ignore it: tracking parameters).
 	IgnoreQuery bool `yaml:"ignore_query"`
+	// CrossPID says whether peers of its objects may be handed peers in
+	// another network location (Config.NetworkMap): "allow" (the default:
+	// the same location ranks first) or "deny" (only the same location; a
+	// peer finds the rest at the edge).
+	CrossPID string `yaml:"cross_pid"`
 }
+
+// Property.CrossPID values.
+const (
+	CrossPIDAllow = "allow"
+	CrossPIDDeny  = "deny"
+)
 
 // property is a validated Property.
 type property struct {
@@ -82,7 +93,7 @@ func buildProperties(cfg Config) ([]*property, error) {
 		if len(props) > 0 {
 			return nil, errors.New("edge config: give Origin or Properties, not both")
 		}
-		props = []Property{{Name: "default", Hosts: []string{"*"}, Origin: cfg.Origin}}
+		props = []Property{{Name: "default", Hosts: []string{"*"}, Origin: cfg.Origin, CrossPID: cfg.CrossPID}}
 	}
 	if len(props) == 0 {
 		return nil, errors.New("edge config: Origin (or at least one property) is required")
@@ -105,6 +116,8 @@ func buildProperties(cfg Config) ([]*property, error) {
 			return nil, fmt.Errorf("edge config: %s: no hosts", where)
 		case p.DefaultTTL < 0 || p.ForceTTL < 0 || p.StaleIfError < -1:
 			return nil, fmt.Errorf("edge config: %s: negative duration", where)
+		case p.CrossPID != "" && p.CrossPID != CrossPIDAllow && p.CrossPID != CrossPIDDeny:
+			return nil, fmt.Errorf("edge config: %s: cross_pid %q: want %q or %q", where, p.CrossPID, CrossPIDAllow, CrossPIDDeny)
 		}
 		names[p.Name] = true
 		if err := checkOrigin(p.Origin); err != nil {

@@ -108,6 +108,8 @@ swarm:
 		{"cache_dir: /c\ndefault_ttl: -5s\norigin: http://o\n", "line 2"},
 		{"origin: http://o\n", "cache_dir is required"},
 		{"cache_dir: /c\n", "give origin"},
+		{"cache_dir: /c\ncross_pid: deny\nproperties:\n  - hosts: [a]\n    origin: http://a\n", "line 2: cross_pid"},
+		{"cache_dir: /c\nproperties:\n  - hosts: [a]\n    origin: http://a\n    cross_pid: never\n", "cross_pid \"never\""},
 		{"cache_dir: /c\norigin: http://o\nproperties:\n  - hosts: [a]\n    origin: http://a\n", "line 2: give origin or properties"},
 		{"cache_dir: /c\nproperties:\n  - name: a\n    hosts: [x.example]\n    origin: http://a\n  - name: a\n    hosts: [y.example]\n    origin: http://b\n", "line 6: property name \"a\" already used on line 3"},
 		{"cache_dir: /c\nproperties:\n  - name: a\n    hosts:\n      - x.example\n      - x.example\n    origin: http://a\n", "line 6: host \"x.example\" already given on line 5"},

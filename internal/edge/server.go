@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgeswarm/edgeswarm/internal/core"
+	"github.com/edgeswarm/edgeswarm/internal/netmap"
 	"github.com/edgeswarm/edgeswarm/internal/swarm"
 	"github.com/edgeswarm/edgeswarm/internal/wire"
 )
@@ -37,6 +38,12 @@ type Config struct {
 	// one-origin shortcut for a single property "default" answering every
 	// host. Object paths are appended to it. Give Origin or Properties.
 	Origin string `yaml:"origin"`
+	// CrossPID is the one-origin property's Property.CrossPID.
+	CrossPID string `yaml:"cross_pid"`
+	// NetworkMap places peers in network locations (PIDs) and prices
+	// traffic between them (internal/netmap): hand-outs rank peers in the
+	// requester's PID first, then by cost; nil puts everyone in one place.
+	NetworkMap *netmap.Map `yaml:"-"`
 	// Properties are the tenants of a shared edge: hostnames, origin and
 	// cache policy overrides each (see Property). The first one's keys are
 	// plain paths (the swarm and manifests of single-origin edges).
@@ -294,7 +301,15 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}); err != nil {
 		return nil, err
 	}
-	s.tracker, err = swarm.New(cfg.Swarm, swarm.Deps{Now: s.now, Rand: rng, Logger: s.log.With("component", "swarm")})
+	var policy swarm.HandoutPolicy
+	if m := cfg.NetworkMap; m != nil {
+		inner, err := swarm.PolicyByName(cfg.Swarm.Policy)
+		if err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+		policy = swarm.Locality{Inner: inner, Cost: m.Cost}
+	}
+	s.tracker, err = swarm.New(cfg.Swarm, swarm.Deps{Now: s.now, Rand: rng, Logger: s.log.With("component", "swarm"), Policy: policy})
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}

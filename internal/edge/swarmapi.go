@@ -27,7 +27,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(w, r, &req); err != nil {
 		return err
 	}
-	id, tok, err := s.tracker.Register(req.Addr, req.Name, req.UploadBps)
+	id, tok, err := s.tracker.RegisterAt(req.Addr, req.Name, s.pidOf(req.Addr, r.RemoteAddr), req.UploadBps)
 	if err != nil {
 		return err
 	}
@@ -61,7 +61,7 @@ func (s *Server) handleAnnounce(w http.ResponseWriter, r *http.Request) error {
 	if err := s.tracker.Announce(req.PeerID, root, man.NumChunks(), have); err != nil {
 		return err
 	}
-	cands := s.tracker.Handout(root, req.PeerID, req.Want)
+	cands := s.tracker.HandoutWith(root, req.PeerID, req.Want, s.handoutOptions(root))
 	// The interval grows with the swarm (swarm.Config.AnnounceBudget).
 	iv := s.tracker.AnnounceInterval(root, s.cfg.AnnounceInterval)
 	resp := wire.AnnounceResponse{Peers: make([]wire.PeerInfo, 0, len(cands)), AnnounceIntervalMs: int(iv.Milliseconds())}
@@ -145,4 +145,29 @@ func (s *Server) authRoot(peerID, token, rootHex string) (core.Hash, error) {
 		return core.Hash{}, errorf(http.StatusBadRequest, "root: %v", err)
 	}
 	return root, nil
+}
+
+// pidOf is the network location of a registering peer: where other peers
+// reach it (its advertised address), else where it connects from; "" with
+// no network map.
+func (s *Server) pidOf(advertised, remote string) string {
+	m := s.cfg.NetworkMap
+	if m == nil {
+		return ""
+	}
+	if advertised != "" {
+		return m.LookupHostPort(advertised)
+	}
+	return m.LookupHostPort(remote)
+}
+
+// handoutOptions are the hand-out rules of the property root's object
+// belongs to.
+func (s *Server) handoutOptions(root core.Hash) swarm.HandoutOptions {
+	key, ok := s.cache.keyOfRoot(root)
+	if !ok {
+		return swarm.HandoutOptions{}
+	}
+	p, _ := s.propertyOfKey(primaryKey(key))
+	return swarm.HandoutOptions{SamePID: s.cfg.NetworkMap != nil && p != nil && p.CrossPID == CrossPIDDeny}
 }

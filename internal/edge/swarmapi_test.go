@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/edgeswarm/edgeswarm/internal/core"
+	"github.com/edgeswarm/edgeswarm/internal/netmap"
 	"github.com/edgeswarm/edgeswarm/internal/swarm"
 	"github.com/edgeswarm/edgeswarm/internal/wire"
 )
@@ -277,5 +278,57 @@ func TestSwarmAnnounceIntervalGrows(t *testing.T) {
 		if resp.AnnounceIntervalMs != want {
 			t.Errorf("%d members at 2 announces per s: interval %d ms, want %d", i+1, resp.AnnounceIntervalMs, want)
 		}
+	}
+}
+
+// With a network map, peers are placed by their advertised address and
+// hand-outs put the requester's location first; a property with
+// cross_pid: deny hands out only its location.
+func TestSwarmNetworkLocations(t *testing.T) {
+	nm, err := netmap.Parse([]byte("pids:\n  a: [127.0.0.1/32]\n  b: [127.0.0.2/32]\ncosts:\n  a: {b: 10}\n  b: {a: 10}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, policy := range []string{CrossPIDAllow, CrossPIDDeny} {
+		clk := newClock()
+		o := newOrigin(t, clk)
+		o.set("/s.bin", &object{body: randomBody(20, 10*16<<10), header: map[string]string{"Cache-Control": "max-age=600"}})
+		e := newEdge(t, o, clk, func(c *Config) { c.ChunkSize, c.NetworkMap, c.CrossPID = 16<<10, nm, policy })
+		ctx := context.Background()
+		m, err := e.client().Manifest(ctx, "/s.bin", core.NewKeyRing(e.PublicKey()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pidOf := map[string]string{}
+		var peers []wire.RegisterResponse
+		for i, addr := range []string{"127.0.0.1:7100", "127.0.0.2:7101", "127.0.0.1:7102", "127.0.0.2:7103", "127.0.0.2:7104"} {
+			r, err := e.client().Register(ctx, wire.RegisterRequest{Addr: addr, UploadBps: 1 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pidOf[r.PeerID] = map[bool]string{true: "a", false: "b"}[strings.HasPrefix(addr, "127.0.0.1:")]
+			peers = append(peers, r)
+			have := core.NewBitfield(m.NumChunks())
+			have.Set(i)
+			if _, err := e.client().Announce(ctx, wire.AnnounceRequest{PeerID: r.PeerID, Token: r.Token, Root: m.Root.String(), Have: have.Bytes()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p0 := peers[0]
+		resp, err := e.client().Announce(ctx, wire.AnnounceRequest{PeerID: p0.PeerID, Token: p0.Token, Root: m.Root.String(), Have: core.NewBitfield(m.NumChunks()).Bytes()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, p := range resp.Peers {
+			got = append(got, pidOf[p.PeerID])
+		}
+		want := map[string][]string{CrossPIDAllow: {"a", "b", "b", "b"}, CrossPIDDeny: {"a"}}[policy]
+		if !slices.Equal(got, want) {
+			t.Errorf("cross_pid %s: hand-out by location %v, want %v", policy, got, want)
+		}
+	}
+	if _, err := New(Config{Origin: "http://o", CacheDir: t.TempDir(), SigningKey: testKey, CrossPID: "sometimes"}, Deps{}); err == nil || !strings.Contains(err.Error(), "cross_pid") {
+		t.Errorf("cross_pid sometimes: %v", err)
 	}
 }
