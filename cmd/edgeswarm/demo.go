@@ -71,6 +71,8 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 	f.StringVar(&cf.peerDown, "peer-down", "100", "peer download rate, Mbit/s")
 	f.StringVar(&cf.chunk, "chunk-size", "0", "chunk size, a power of two such as 64KiB; 0 picks one")
 	f.IntVar(&cfg.BadPeers, "bad-peers", 0, "peers that corrupt every chunk they serve")
+	f.IntVar(&cfg.PIDs, "pids", 1, "network locations the peers are spread over (each its own loopback address in the edges' network map)")
+	f.StringVar(&cfg.CrossPID, "cross-pid", "allow", "whether peers may be handed peers in other locations (allow) or only their own (deny)")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed for the generated content and scheduling randomness")
 	f.BoolVar(&cfg.MemoryStore, "memory-store", false, "keep peer chunks in memory instead of on disk")
 	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up after this long")
@@ -131,11 +133,13 @@ offload      %.3f  (limit %.3f at T*)
 integrity    every peer's SHA-256 matches the origin's: %s
 origin       %d fetch(es)
 bad peers    %d corrupt chunks detected, %d peer(s) banned; bad chunks stored: %d, served by honest peers: %d
+locations    %d PID(s), cross_pid %s: %s of peer bytes crossed locations, %.1f%% stayed in one
 `, r.Peers, r.BadPeers, r.Edges, units.Bytes(r.FileBytes), units.Bytes(int64(r.ChunkSize)),
 		r.EdgeUpMbit, r.PeerUpMbit, r.PeerDownMbit,
 		r.Completion.Min, r.Completion.Median, r.Completion.Max,
 		r.FluidBound, r.RatioToBound,
 		units.Bytes(r.BytesFromEdge), units.Bytes(r.BytesFromPeers),
 		r.Offload, r.OffloadLimit, ok(r.SHA256Match), r.OriginFetches,
-		r.CorruptChunksDetected, r.PeersBanned, r.BadChunksStored, r.BadChunksServedHonest)
+		r.CorruptChunksDetected, r.PeersBanned, r.BadChunksStored, r.BadChunksServedHonest,
+		r.PIDs, r.CrossPID, units.Bytes(r.CrossPIDBytes), 100*r.SamePIDShare)
 }

@@ -259,3 +259,29 @@ func TestBadInputFallsBackToAnotherSource(t *testing.T) {
 		t.Fatalf("garbled manifest: err = %v, want a clear manifest error", err)
 	}
 }
+
+// Two network locations with cross_pid deny: no peer byte crosses them,
+// the edge serves what a location lacks, every copy is whole; with allow,
+// bytes do cross (so the deny figure means something).
+func TestNetworkLocationsCrossPID(t *testing.T) {
+	for _, policy := range []string{"deny", "allow"} {
+		res, err := demo.Run(context.Background(), demo.Config{
+			Peers: 8, Size: 8 << 20, EdgeUp: 40e6, PeerUp: 20e6, PeerDown: 100e6, Seed: 7, Timeout: 2 * time.Minute,
+			PIDs: 2, CrossPID: policy, MemoryStore: true,
+		}, Logger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: cross-PID bytes %d, same-PID share %.2f, offload %.2f", policy, res.CrossPIDBytes, res.SamePIDShare, res.Offload)
+		switch {
+		case !res.SHA256Match:
+			t.Errorf("%s: a peer's bytes differ from the origin's", policy)
+		case res.BytesFromPeers == 0:
+			t.Errorf("%s: peers served nothing: the test proves nothing", policy)
+		case policy == "deny" && res.CrossPIDBytes != 0:
+			t.Errorf("deny: %d peer bytes crossed locations", res.CrossPIDBytes)
+		case policy == "allow" && res.CrossPIDBytes == 0:
+			t.Error("allow: no peer byte crossed locations")
+		}
+	}
+}

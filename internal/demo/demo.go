@@ -6,6 +6,7 @@
 package demo
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -20,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +30,7 @@ import (
 	"github.com/edgeswarm/edgeswarm/internal/edge"
 	"github.com/edgeswarm/edgeswarm/internal/fluid"
 	"github.com/edgeswarm/edgeswarm/internal/netem"
+	"github.com/edgeswarm/edgeswarm/internal/netmap"
 	"github.com/edgeswarm/edgeswarm/internal/origin"
 	"github.com/edgeswarm/edgeswarm/internal/peer"
 )
@@ -42,7 +45,13 @@ type Config struct {
 	PeerDown  float64 // peer download; 0 means 100 Mbit/s
 	ChunkSize int     // 0 means core.ChooseChunkSize
 	BadPeers  int     // peers that flip a bit in every chunk they serve
-	Seed      uint64  // content and scheduling randomness; 0 means 1
+	// PIDs splits the peers over this many network locations (peer i in
+	// location i mod PIDs, each its own loopback address under the edges'
+	// network map); 0 or 1 means one location and no map.
+	PIDs int
+	// CrossPID is the edges' cross_pid policy: "allow" ("" too) or "deny".
+	CrossPID string
+	Seed     uint64 // content and scheduling randomness; 0 means 1
 	// Dir holds the origin file, caches and peer stores; "" means a
 	// temporary directory removed at the end.
 	Dir string
@@ -96,6 +105,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("chunk size %d: want a power of two in [%d, %d]", c.ChunkSize, core.MinChunkSize, core.MaxChunkSize)
 	case c.EdgeUp < 0 || c.PeerUp < 0 || c.PeerDown < 0:
 		return errors.New("rates must not be negative")
+	case c.PIDs < 0 || c.PIDs > 200:
+		return fmt.Errorf("pids %d: want 0..200 (one loopback address each)", c.PIDs)
+	case c.CrossPID != "" && c.CrossPID != edge.CrossPIDAllow && c.CrossPID != edge.CrossPIDDeny:
+		return fmt.Errorf("cross-pid %q: want %q or %q", c.CrossPID, edge.CrossPIDAllow, edge.CrossPIDDeny)
 	}
 	return nil
 }
@@ -144,12 +157,19 @@ type Result struct {
 	ChunksServedChecked   int64   `json:"chunks_served_checked"`
 	BadChunksStored       int64   `json:"bad_chunks_stored"`
 	ChunksStoredChecked   int64   `json:"chunks_stored_checked"`
-	WallS                 float64 `json:"wall_s"`
+	// Network locations (Config.PIDs): peer bytes between peers in
+	// different locations, and the share of peer bytes that stayed in one.
+	PIDs          int     `json:"pids"`
+	CrossPID      string  `json:"cross_pid"`
+	CrossPIDBytes int64   `json:"cross_pid_bytes"`
+	SamePIDShare  float64 `json:"same_pid_peer_share"`
+	WallS         float64 `json:"wall_s"`
 }
 
 type node struct {
 	agent   *peer.Agent
 	id      int
+	pid     int // network location (Config.PIDs)
 	bad     bool
 	checker *servedChecker // nil for bad peers
 	audit   *auditStore
@@ -206,6 +226,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (res Result, err err
 		return res, err
 	}
 	ring := core.NewKeyRing(key.Public().(ed25519.PublicKey))
+	nm, err := demoNetworkMap(cfg.PIDs)
+	if err != nil {
+		return res, err
+	}
 	edgeURLs := make([]string, cfg.Edges)
 	edges := make([]*edge.Server, cfg.Edges)
 	for i := range edges {
@@ -215,6 +239,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (res Result, err err
 			CacheSize:  max(4*cfg.Size, 1<<30),
 			ChunkSize:  cfg.ChunkSize,
 			SigningKey: key,
+			NetworkMap: nm,
+			CrossPID:   cfg.CrossPID,
 		}, edge.Deps{Logger: log.With("role", "edge", "node", i), Rand: mrand.New(mrand.NewPCG(cfg.Seed, uint64(i)))})
 		if err != nil {
 			return res, fmt.Errorf("edge %d: %w", i, err)
@@ -245,7 +271,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (res Result, err err
 			return res, err
 		}
 		n.audit = &auditStore{Store: store}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		n.pid = pidOf(i, cfg.PIDs)
+		ln, err := net.Listen("tcp", pidAddr(n.pid)+":0")
 		if err != nil {
 			return res, err
 		}
@@ -359,6 +386,8 @@ wait:
 			}
 		}
 	}
+	res.PIDs, res.CrossPID = max(cfg.PIDs, 1), cmp.Or(cfg.CrossPID, edge.CrossPIDAllow)
+	res.CrossPIDBytes, res.SamePIDShare = crossPID(nodes)
 	sort.Float64s(times)
 	res.Peers, res.Edges, res.BadPeers, res.FileBytes = cfg.Peers, cfg.Edges, cfg.BadPeers, cfg.Size
 	res.ChunkSize = nodes[0].dl.Manifest().ChunkSize
@@ -442,4 +471,57 @@ func writeObject(path string, size int64, seed uint64) ([32]byte, error) {
 	}
 	copy(sum[:], h.Sum(nil))
 	return sum, f.Close()
+}
+
+// pidOf is peer i's location among k.
+func pidOf(i, k int) int {
+	if k <= 1 {
+		return 0
+	}
+	return i % k
+}
+
+// pidAddr is the loopback address of location pid: 127.0.1.(pid+1), so
+// that the edges (on 127.0.0.1) are in none of them.
+func pidAddr(pid int) string { return fmt.Sprintf("127.0.1.%d", pid+1) }
+
+// demoNetworkMap places location i at pidAddr(i), every pair of
+// locations at cost 10; nil for one location.
+func demoNetworkMap(k int) (*netmap.Map, error) {
+	if k <= 1 {
+		return nil, nil
+	}
+	var b strings.Builder
+	b.WriteString("pids:\n")
+	for i := range k {
+		fmt.Fprintf(&b, "  pid-%d: [%s/32]\n", i, pidAddr(i))
+	}
+	b.WriteString("default_cost: 10\n")
+	return netmap.Parse([]byte(b.String()))
+}
+
+// crossPID sums the peer bytes each peer received from peers in another
+// location, and the share of peer bytes that came from its own.
+func crossPID(nodes []*node) (cross int64, sameShare float64) {
+	pidByID := map[string]int{}
+	for _, n := range nodes {
+		pidByID[n.agent.PeerID()] = n.pid
+	}
+	var same int64
+	for _, n := range nodes {
+		for _, src := range n.dl.Stats().Sources {
+			if src.Kind != peer.KindPeer {
+				continue
+			}
+			if p, ok := pidByID[src.ID]; ok && p == n.pid {
+				same += src.Bytes
+			} else {
+				cross += src.Bytes
+			}
+		}
+	}
+	if same+cross > 0 {
+		sameShare = float64(same) / float64(same+cross)
+	}
+	return cross, sameShare
 }
