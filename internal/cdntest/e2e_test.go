@@ -262,7 +262,8 @@ func TestBadInputFallsBackToAnotherSource(t *testing.T) {
 
 // Two network locations with cross_pid deny: no peer byte crosses them,
 // the edge serves what a location lacks, every copy is whole; with allow,
-// bytes do cross (so the deny figure means something).
+// bytes do cross (so the deny figure means something), but agents keep
+// most of them inside their location.
 func TestNetworkLocationsCrossPID(t *testing.T) {
 	for _, policy := range []string{"deny", "allow"} {
 		res, err := demo.Run(context.Background(), demo.Config{
@@ -282,6 +283,10 @@ func TestNetworkLocationsCrossPID(t *testing.T) {
 			t.Errorf("deny: %d peer bytes crossed locations", res.CrossPIDBytes)
 		case policy == "allow" && res.CrossPIDBytes == 0:
 			t.Error("allow: no peer byte crossed locations")
+		case policy == "allow" && res.SamePIDShare <= 3.0/7:
+			// Each peer has 3 peers in its location and 4 outside: an agent
+			// blind to locations keeps about 3/7 of its peer bytes inside.
+			t.Errorf("allow: same-location share %.2f, no better than blind (%.2f)", res.SamePIDShare, 3.0/7)
 		}
 	}
 }

@@ -65,8 +65,16 @@ func (s *Server) handleAnnounce(w http.ResponseWriter, r *http.Request) error {
 	// The interval grows with the swarm (swarm.Config.AnnounceBudget).
 	iv := s.tracker.AnnounceInterval(root, s.cfg.AnnounceInterval)
 	resp := wire.AnnounceResponse{Peers: make([]wire.PeerInfo, 0, len(cands)), AnnounceIntervalMs: int(iv.Milliseconds())}
+	var reqPID string
+	if s.cfg.NetworkMap != nil {
+		reqPID = s.tracker.PeerPID(req.PeerID)
+	}
 	for _, c := range cands {
-		resp.Peers = append(resp.Peers, wire.PeerInfo{PeerID: c.PeerID, Addr: c.Addr, Have: c.Have.Bytes()})
+		pi := wire.PeerInfo{PeerID: c.PeerID, Addr: c.Addr, Have: c.Have.Bytes()}
+		if s.cfg.NetworkMap != nil && c.PID != reqPID {
+			pi.Cost = max(1, s.cfg.NetworkMap.Cost(reqPID, c.PID)) // another location is never free
+		}
+		resp.Peers = append(resp.Peers, pi)
 	}
 	return writeJSON(w, resp)
 }

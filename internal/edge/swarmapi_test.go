@@ -322,6 +322,9 @@ func TestSwarmNetworkLocations(t *testing.T) {
 		var got []string
 		for _, p := range resp.Peers {
 			got = append(got, pidOf[p.PeerID])
+			if want := map[string]int{"a": 0, "b": 10}[pidOf[p.PeerID]]; p.Cost != want {
+				t.Errorf("peer in %s handed out at cost %d, want %d", pidOf[p.PeerID], p.Cost, want)
+			}
 		}
 		want := map[string][]string{CrossPIDAllow: {"a", "b", "b", "b"}, CrossPIDDeny: {"a"}}[policy]
 		if !slices.Equal(got, want) {

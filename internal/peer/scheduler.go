@@ -41,9 +41,12 @@ type loop struct {
 	sources map[string]*srcState // peers by ID (banned ones kept, so not re-added)
 	edge    *srcState
 	avail   []int32 // known non-banned, current peers holding each chunk
-	self    string  // our peer ID, from the last hand-out
-	stripe  int
-	stripes int
+	// localAvail counts only the peers in this peer's network location
+	// (not remote).
+	localAvail []int32
+	self       string // our peer ID, from the last hand-out
+	stripe     int
+	stripes    int
 
 	st           Stats // counters, published to d.stats on each tick
 	lastProgress time.Time
@@ -79,6 +82,7 @@ type srcState struct {
 	until    time.Time // not asked before this (backoff)
 	stale    bool      // missing from the latest hand-out
 	banned   bool
+	remote   bool // a peer in another network location (PeerInfo.Cost > 0)
 
 	bytes, useful      int64
 	requests, failsCnt int
@@ -114,12 +118,13 @@ func newLoop(d *Download) *loop {
 	l := &loop{
 		d: d, a: d.a, m: m, cfg: d.a.cfg, policy: d.a.policy,
 		n: n, cs: m.ChunkSize,
-		held:    fromBitfield(d.have),
-		pending: newBitset(n),
-		flights: map[int][]*flight{},
-		sources: map[string]*srcState{},
-		edge:    &srcState{src: d.edgeSrc, kind: KindEdge},
-		avail:   make([]int32, n),
+		held:       fromBitfield(d.have),
+		pending:    newBitset(n),
+		flights:    map[int][]*flight{},
+		sources:    map[string]*srcState{},
+		edge:       &srcState{src: d.edgeSrc, kind: KindEdge},
+		avail:      make([]int32, n),
+		localAvail: make([]int32, n),
 		st: Stats{
 			Bytes:       map[SourceKind]int64{},
 			UsefulBytes: map[SourceKind]int64{},
@@ -210,6 +215,9 @@ func (l *loop) usable(s *srcState, now time.Time) bool {
 
 // slots is how many requests s may have in flight (Slots).
 func (l *loop) slots(s *srcState) int {
+	if s.remote {
+		return RemoteSlots
+	}
 	return Slots(l.cfg, l.cs, s.kind, s.rate, s.base, s.failures)
 }
 
@@ -230,6 +238,13 @@ func (l *loop) fill(s *srcState, now time.Time) {
 		if len(l.cands) == 0 {
 			s.emptyValid, s.emptyGrow, s.emptyHave = true, l.grow, s.haveEpoch
 			return
+		}
+		if s.remote {
+			// Another network location: only what no peer in ours holds.
+			l.cands = slices.DeleteFunc(l.cands, func(i int) bool { return l.localAvail[i] > 0 })
+			if len(l.cands) == 0 {
+				return
+			}
 		}
 		i := l.policy.Pick(PickInput{
 			Kind:       s.kind,
@@ -255,7 +270,7 @@ func (l *loop) endgame(now time.Time) {
 		for s.inflight < l.slots(s) && l.nFlights < l.maxFlight {
 			best, bestCopies, bestStart := -1, 0, time.Time{}
 			for j, fl := range l.flights {
-				if len(fl) >= l.cfg.EndgameCopies || (s.have != nil && !s.have.has(j)) || flightFrom(fl, s) {
+				if len(fl) >= l.cfg.EndgameCopies || (s.have != nil && !s.have.has(j)) || flightFrom(fl, s) || (s.remote && l.localAvail[j] > 0) {
 					continue
 				}
 				start := fl[0].start
@@ -515,12 +530,18 @@ func (l *loop) banSource(s *srcState) {
 func (l *loop) uncount(s *srcState) {
 	for _, i := range s.have.appendAnd(l.cands[:0], nil) {
 		l.avail[i]--
+		if !s.remote {
+			l.localAvail[i]--
+		}
 	}
 }
 
 func (l *loop) count(s *srcState) {
 	for _, i := range s.have.appendAnd(l.cands[:0], nil) {
 		l.avail[i]++
+		if !s.remote {
+			l.localAvail[i]++
+		}
 	}
 }
 
@@ -588,7 +609,7 @@ func (l *loop) onHandout(h handout) {
 		if !s.stale {
 			l.uncount(s)
 		}
-		s.have, s.stale = fromBitfield(bf), false
+		s.have, s.stale, s.remote = fromBitfield(bf), false, p.Cost > 0
 		s.haveEpoch++
 		l.count(s)
 		seen[p.PeerID] = true
@@ -606,10 +627,14 @@ func (l *loop) onHandout(h handout) {
 			delete(l.sources, id)
 		}
 	}
-	// Our stripe: our rank among the handed-out peers and us, by ID.
+	// Our stripe: our rank among the handed-out peers of our network
+	// location and us, by ID (so that each location asks the edge for the
+	// whole object between its peers, instead of fetching across).
 	ids := make([]string, 0, len(seen)+1)
 	for id := range seen {
-		ids = append(ids, id)
+		if s := l.sources[id]; s == nil || !s.remote {
+			ids = append(ids, id)
+		}
 	}
 	ids = append(ids, h.self)
 	slices.Sort(ids)

@@ -484,6 +484,16 @@ func (t *Tracker) AnnounceInterval(root core.Hash, base time.Duration) time.Dura
 	return AnnounceInterval(t.cfg, base, members)
 }
 
+// PeerPID is a registered peer's network location ("" unknown).
+func (t *Tracker) PeerPID(peerID string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p := t.peers[peerID]; p != nil {
+		return p.pid
+	}
+	return ""
+}
+
 // Leave removes peerID from root's swarm. Unknown peers or objects are not
 // an error: leaving is idempotent.
 func (t *Tracker) Leave(peerID string, root core.Hash) {

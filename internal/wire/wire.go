@@ -129,6 +129,11 @@ type PeerInfo struct {
 	PeerID string `json:"peer_id"`
 	Addr   string `json:"addr"`
 	Have   []byte `json:"have"`
+	// Cost is the network cost from the requester's location to this
+	// peer's (the edge's cost map); 0 means the same location, or no map.
+	// A peer agent asks a peer of non-zero cost only for chunks no peer of
+	// cost 0 holds.
+	Cost int `json:"cost,omitempty"`
 }
 
 // ReportRequest tells the edge that Offender sent a chunk that failed
