@@ -260,11 +260,11 @@ func TestBadInputFallsBackToAnotherSource(t *testing.T) {
 	}
 }
 
-// Two network locations with cross_pid deny: no peer byte crosses them,
+// Battery 24. Two network locations with cross_pid deny: no peer byte crosses them,
 // the edge serves what a location lacks, every copy is whole; with allow,
 // bytes do cross (so the deny figure means something), but agents keep
 // most of them inside their location.
-func TestNetworkLocationsCrossPID(t *testing.T) {
+func TestBattery24_NetworkLocations(t *testing.T) {
 	for _, policy := range []string{"deny", "allow"} {
 		res, err := demo.Run(context.Background(), demo.Config{
 			Peers: 8, Size: 8 << 20, EdgeUp: 40e6, PeerUp: 20e6, PeerDown: 100e6, Seed: 7, Timeout: 2 * time.Minute,
