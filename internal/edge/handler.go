@@ -170,7 +170,7 @@ func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 		p, off := or.next(lr.N)
 		var n int
 		var err error
-		if sw, ok := r.ResponseWriter.(sharedWriter); ok && or.small == nil {
+		if sw, ok := r.ResponseWriter.(sharedWriter); ok && or.immutable() {
 			r.extend()
 			n, err = sw.writeShared(p, or.hf, off)
 			r.bytes += int64(n)

@@ -145,11 +145,18 @@ func newEdge(t testing.TB, o *origin, clk *clock, mod func(*Config)) *testEdge {
 
 func newEdgeDir(t testing.TB, o *origin, clk *clock, dir string, mod func(*Config)) *testEdge {
 	t.Helper()
+	return newEdgeDeps(t, o, clk, dir, Deps{}, mod)
+}
+
+// newEdgeDeps is newEdgeDir with deps (its clock and randomness set here).
+func newEdgeDeps(t testing.TB, o *origin, clk *clock, dir string, deps Deps, mod func(*Config)) *testEdge {
+	t.Helper()
 	cfg := Config{Origin: o.srv.URL, CacheDir: dir, SigningKey: testKey}
 	if mod != nil {
 		mod(&cfg)
 	}
-	s, err := New(cfg, Deps{Now: clk.Now, Rand: rand.New(rand.NewPCG(3, 4))})
+	deps.Now, deps.Rand = clk.Now, rand.New(rand.NewPCG(3, 4))
+	s, err := New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

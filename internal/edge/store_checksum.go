@@ -297,6 +297,10 @@ func (r *objectReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// immutable reports a reader of a hot-set copy: data that never changes,
+// so it may be sent after the reader is closed.
+func (r *objectReader) immutable() bool { return r.mode == modeMemory && r.small == nil }
+
 // next returns up to n bytes of a memory-mode reader's data from its
 // position on, and where they start, and moves past them.
 func (r *objectReader) next(n int64) ([]byte, int64) {

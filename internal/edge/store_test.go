@@ -8,9 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -517,20 +515,7 @@ func (f *fullDiskFile) Write(p []byte) (int, error) {
 // newEdgeFS is newEdgeDir with the cache written through fsys.
 func newEdgeFS(t *testing.T, o *origin, clk *clock, dir string, fsys storeFS, mod func(*Config)) *testEdge {
 	t.Helper()
-	cfg := Config{Origin: o.srv.URL, CacheDir: dir, SigningKey: testKey}
-	if mod != nil {
-		mod(&cfg)
-	}
-	s, err := New(cfg, Deps{Now: clk.Now, Rand: rand.New(rand.NewPCG(3, 4)), storeFS: fsys})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(s.Handler())
-	t.Cleanup(func() {
-		hs.Close()
-		s.Close()
-	})
-	return &testEdge{Server: s, url: hs.URL, hc: hs.Client(), dir: dir}
+	return newEdgeDeps(t, o, clk, dir, Deps{storeFS: fsys}, mod)
 }
 
 // Battery item 11: the cache disk fills up → requests still 200 (the
