@@ -151,3 +151,16 @@ func (c *cache) hotBytes() int64 {
 	defer c.mu.Unlock()
 	return c.hot.bytes
 }
+
+// closeHot lets every hot copy and file go (Server.Close): a file a
+// response still holds closes when that response lets go of it.
+func (c *cache) closeHot() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.hot.policy == nil {
+		return
+	}
+	for _, e := range c.index {
+		c.dropHotLocked(e)
+	}
+}

@@ -484,6 +484,7 @@ func (s *Server) Close() error {
 	})
 	s.wg.Wait()
 	s.client.CloseIdleConnections()
+	s.cache.closeHot()
 	return nil
 }
 

@@ -692,6 +692,18 @@ func TestHotSet(t *testing.T) {
 	}
 	heldFile := held.hf
 	held.Close()
+	// Close lets the rest go.
+	again := put(t, c, "/again", randomBody(9, 100<<10))
+	read(again)
+	read(again)
+	if again.hotFile == nil {
+		t.Fatal("no hot file for a new hot version")
+	}
+	hf := again.hotFile
+	c.closeHot()
+	if _, err := hf.f.Stat(); err == nil || c.hotBytes() != 0 {
+		t.Errorf("after closeHot: file open %v, %d hot bytes", err == nil, c.hotBytes())
+	}
 	for _, hf := range files {
 		if _, err := hf.f.Stat(); err == nil {
 			t.Errorf("hot file still open after its version went (held %v)", hf == heldFile)
