@@ -261,6 +261,8 @@ func TestBadInputFallsBackToAnotherSource(t *testing.T) {
 }
 
 // Battery 24. Two network locations with cross_pid deny: no peer byte crosses them,
+// and the edges' usage counters (per location pair) report the same bytes
+// as the agents received,
 // the edge serves what a location lacks, every copy is whole; with allow,
 // bytes do cross (so the deny figure means something), but agents keep
 // most of them inside their location.
@@ -273,7 +275,14 @@ func TestBattery24_NetworkLocations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%s: cross-PID bytes %d, same-PID share %.2f, offload %.2f", policy, res.CrossPIDBytes, res.SamePIDShare, res.Offload)
+		t.Logf("%s: cross-PID bytes %d, same-PID share %.2f, offload %.2f; the edge's account: %+v",
+			policy, res.CrossPIDBytes, res.SamePIDShare, res.Offload, res.EdgeUsage)
+		// The edge's counters (peers' reports, per location pair) agree
+		// with what the agents counted themselves.
+		if u := res.EdgeUsage; u.CrossPIDBytes != res.CrossPIDBytes || u.PeerBytes != res.BytesFromPeers {
+			t.Errorf("%s: the edge counts %d cross-PID and %d peer bytes; the agents received %d and %d",
+				policy, u.CrossPIDBytes, u.PeerBytes, res.CrossPIDBytes, res.BytesFromPeers)
+		}
 		switch {
 		case !res.SHA256Match:
 			t.Errorf("%s: a peer's bytes differ from the origin's", policy)

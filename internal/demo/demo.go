@@ -163,7 +163,10 @@ type Result struct {
 	CrossPID      string  `json:"cross_pid"`
 	CrossPIDBytes int64   `json:"cross_pid_bytes"`
 	SamePIDShare  float64 `json:"same_pid_peer_share"`
-	WallS         float64 `json:"wall_s"`
+	// EdgeUsage is the edges' own account of the delivery (their GET /usage
+	// totals): bytes they sent, and the peer bytes peers reported to them.
+	EdgeUsage edge.UsageTotals `json:"edge_usage"`
+	WallS     float64          `json:"wall_s"`
 }
 
 type node struct {
@@ -402,6 +405,24 @@ wait:
 	res.OffloadLimit = fluid.OffloadLimit(cfg.Peers, cfg.Size, edgeTier, res.FluidBound)
 	if res.FluidBound > 0 {
 		res.RatioToBound = res.Completion.Max / res.FluidBound
+	}
+	// Peers report the last bytes they received when they leave; then the
+	// edges' usage is complete.
+	var leave sync.WaitGroup
+	for _, n := range nodes {
+		leave.Add(1)
+		go func() { defer leave.Done(); n.agent.Close() }()
+	}
+	leave.Wait()
+	for _, e := range edges {
+		t := e.Usage("").Total
+		res.EdgeUsage.EdgeBytes += t.EdgeBytes
+		res.EdgeUsage.CacheBytes += t.CacheBytes
+		res.EdgeUsage.PeerBytes += t.PeerBytes
+		res.EdgeUsage.CrossPIDBytes += t.CrossPIDBytes
+	}
+	if all := res.EdgeUsage.EdgeBytes + res.EdgeUsage.CacheBytes + res.EdgeUsage.PeerBytes; all > 0 {
+		res.EdgeUsage.Offload = float64(res.EdgeUsage.CacheBytes+res.EdgeUsage.PeerBytes) / float64(all)
 	}
 	res.OriginFetches = org.Stats().Fetches
 	res.PeersBanned = len(banned)

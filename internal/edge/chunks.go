@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"sync"
 
 	"github.com/edgeswarm/edgeswarm/internal/wire"
 )
@@ -52,49 +51,10 @@ func (s *Server) handleChunk(w http.ResponseWriter, r *http.Request) error {
 	n, err := io.Copy(w, io.NewSectionReader(f, man.ChunkOffset(index), int64(size)))
 	s.stats.chunkBytes.Add(n)
 	s.metrics.chunkBytesTo.Add(float64(n))
-	s.usage.add(s, r.Header.Get(wire.HeaderPeerID), n)
+	s.usageFromEdge(man, r.Header.Get(wire.HeaderPeerID), n)
 	if err != nil {
 		return fmt.Errorf("chunk %d of %s after %d bytes: %w: %w", index, root.Short(), n, errAbort, err)
 	}
 	s.stats.chunks.Add(1)
 	return nil
-}
-
-// usage counts chunk bytes served per requesting peer, for accounting.
-type usage struct {
-	mu     sync.Mutex
-	byPeer map[string]int64 // guarded by mu; "" = unattributed
-}
-
-// usageMax bounds the per-peer map; past it bytes go unattributed.
-const usageMax = 100000
-
-func (u *usage) add(s *Server, peerID string, n int64) {
-	if n == 0 {
-		return
-	}
-	// The header is the requester's claim; only registered ids are kept,
-	// so a client cannot grow the map with made-up names.
-	if peerID != "" && !s.tracker.Known(peerID) {
-		peerID = ""
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.byPeer == nil {
-		u.byPeer = make(map[string]int64)
-	}
-	if _, ok := u.byPeer[peerID]; !ok && len(u.byPeer) >= usageMax {
-		peerID = ""
-	}
-	u.byPeer[peerID] += n
-}
-
-func (u *usage) snapshot() map[string]int64 {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	out := make(map[string]int64, len(u.byPeer))
-	for k, v := range u.byPeer {
-		out[k] = v
-	}
-	return out
 }

@@ -71,6 +71,7 @@ func newMetrics(s *Server) *metrics {
 	for _, st := range []string{statusHit, statusMiss, statusRevalidated, statusStale, statusPass} {
 		m.byStatus[st] = m.requests.WithLabelValues(lower(st))
 	}
+	s.usage.register(m.reg)
 	m.contentBytes = m.bytesServed.WithLabelValues("content")
 	m.chunkBytesTo = m.bytesServed.WithLabelValues("chunk")
 	m.http = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})

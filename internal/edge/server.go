@@ -526,7 +526,7 @@ func (s *Server) Stats() Stats {
 
 // ChunkUsage returns the chunk bytes served per requesting peer id; bytes
 // for unregistered or missing ids are under "".
-func (s *Server) ChunkUsage() map[string]int64 { return s.usage.snapshot() }
+func (s *Server) ChunkUsage() map[string]int64 { return s.usage.peerSnapshot() }
 
 // PublicKey returns the manifest-signing public key.
 func (s *Server) PublicKey() ed25519.PublicKey { return s.pub }

@@ -46,11 +46,17 @@ func (s *Server) handleAnnounce(w http.ResponseWriter, r *http.Request) error {
 	if req.Want < 0 {
 		return errorf(http.StatusBadRequest, "want %d is negative", req.Want)
 	}
+	if err := checkReceived(req.Received, req.PeerID); err != nil {
+		return err
+	}
+	man, ok := s.cache.manifestByRoot(root)
 	if req.Leaving {
+		if ok {
+			s.usageReported(man, req.PeerID, req.Received)
+		}
 		s.tracker.Leave(req.PeerID, root)
 		return writeJSON(w, wire.AnnounceResponse{Peers: []wire.PeerInfo{}, AnnounceIntervalMs: s.announceMs()})
 	}
-	man, ok := s.cache.manifestByRoot(root)
 	if !ok {
 		return errorf(http.StatusNotFound, "no manifest with root %s on this edge", root.Short())
 	}
@@ -61,6 +67,7 @@ func (s *Server) handleAnnounce(w http.ResponseWriter, r *http.Request) error {
 	if err := s.tracker.Announce(req.PeerID, root, man.NumChunks(), have); err != nil {
 		return err
 	}
+	s.usageReported(man, req.PeerID, req.Received)
 	cands := s.tracker.HandoutWith(root, req.PeerID, req.Want, s.handoutOptions(root))
 	// The interval grows with the swarm (swarm.Config.AnnounceBudget).
 	iv := s.tracker.AnnounceInterval(root, s.cfg.AnnounceInterval)

@@ -434,6 +434,7 @@ func (a *Agent) Close() error {
 					defer wg.Done()
 					_, err := a.edge.Announce(ctx, wire.AnnounceRequest{
 						PeerID: sess.peerID, Token: sess.token, Root: d.m.Root.String(), Leaving: true,
+						Received: d.takeReceived(),
 					})
 					if err != nil {
 						a.log.Debug("announce leaving", "root", d.m.Root.Short(), "err", err)

@@ -1,8 +1,10 @@
 package peer
 
 import (
+	"cmp"
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/edgeswarm/edgeswarm/internal/wire"
@@ -83,13 +85,50 @@ func (d *Download) announceLoop() {
 func (d *Download) announce(sess session) (wire.AnnounceResponse, error) {
 	ctx, cancel := context.WithTimeout(d.ctx, 5*time.Second)
 	defer cancel()
-	return d.a.edge.Announce(ctx, wire.AnnounceRequest{
-		PeerID: sess.peerID,
-		Token:  sess.token,
-		Root:   d.m.Root.String(),
-		Have:   d.haveBytes(),
-		Want:   d.a.cfg.MaxPeers,
+	recv := d.takeReceived()
+	resp, err := d.a.edge.Announce(ctx, wire.AnnounceRequest{
+		PeerID:   sess.peerID,
+		Token:    sess.token,
+		Root:     d.m.Root.String(),
+		Have:     d.haveBytes(),
+		Want:     d.a.cfg.MaxPeers,
+		Received: recv,
 	})
+	if err != nil && wire.StatusCode(err) != http.StatusBadRequest {
+		d.returnReceived(recv) // not counted: report them next time
+	}
+	return resp, err
+}
+
+// takeReceived takes up to wire.MaxReceived entries of the bytes received
+// from peers and not yet reported, largest first.
+func (d *Download) takeReceived() []wire.Received {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.received) == 0 {
+		return nil
+	}
+	out := make([]wire.Received, 0, len(d.received))
+	for id, n := range d.received {
+		if n > 0 {
+			out = append(out, wire.Received{From: id, Bytes: n})
+		}
+	}
+	slices.SortFunc(out, func(a, b wire.Received) int { return cmp.Compare(b.Bytes, a.Bytes) })
+	out = out[:min(len(out), wire.MaxReceived)]
+	for _, r := range out {
+		delete(d.received, r.From)
+	}
+	return out
+}
+
+// returnReceived puts back what an announce that failed did not report.
+func (d *Download) returnReceived(recv []wire.Received) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, r := range recv {
+		d.received[r.From] += r.Bytes
+	}
 }
 
 // leaveIfFailed tells the edge to stop handing us out for a download that
@@ -101,7 +140,8 @@ func (d *Download) leaveIfFailed() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	d.a.edge.Announce(ctx, wire.AnnounceRequest{PeerID: sess.peerID, Token: sess.token, Root: d.m.Root.String(), Leaving: true})
+	d.a.edge.Announce(ctx, wire.AnnounceRequest{PeerID: sess.peerID, Token: sess.token, Root: d.m.Root.String(), Leaving: true,
+		Received: d.takeReceived()})
 }
 
 // pushHandout gives the loop the latest hand-out, replacing an unread one.

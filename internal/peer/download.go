@@ -40,12 +40,15 @@ type Download struct {
 	checkedAt time.Time // guarded by a.mu: when the manifest was last confirmed
 
 	mu      sync.Mutex
-	have    core.Bitfield   // guarded by mu: published by the loop
-	changed chan struct{}   // guarded by mu: closed and replaced whenever have grows or the download ends
-	err     error           // guarded by mu: set once, before done closes
-	ended   bool            // guarded by mu
-	stats   Stats           // guarded by mu
-	readers map[*reader]int // guarded by mu: chunk each active reader needs next
+	have    core.Bitfield // guarded by mu: published by the loop
+	changed chan struct{} // guarded by mu: closed and replaced whenever have grows or the download ends
+	err     error         // guarded by mu: set once, before done closes
+	ended   bool          // guarded by mu
+	stats   Stats         // guarded by mu
+	// received is the bytes from each peer source not yet reported to the
+	// edge (takeReceived, returnReceived). Guarded by mu.
+	received map[string]int64
+	readers  map[*reader]int // guarded by mu: chunk each active reader needs next
 }
 
 // handout is one announce response for the loop.
@@ -69,6 +72,7 @@ func newDownload(a *Agent, objectURL string, m *core.Manifest, obj chunkstore.Ob
 		loopDone:    make(chan struct{}),
 		changed:     make(chan struct{}),
 		readers:     map[*reader]int{},
+		received:    map[string]int64{},
 		have:        obj.Have(),
 	}
 	cs := m.ChunkSize

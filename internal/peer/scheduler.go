@@ -48,7 +48,8 @@ type loop struct {
 	stripe     int
 	stripes    int
 
-	st           Stats // counters, published to d.stats on each tick
+	st           Stats            // counters, published to d.stats on each tick
+	recv         map[string]int64 // bytes from each peer source since the last publish, for the edge's usage report
 	lastProgress time.Time
 	lastErr      error
 	announced    bool // asked for the announce that follows the first chunk
@@ -125,6 +126,7 @@ func newLoop(d *Download) *loop {
 		edge:       &srcState{src: d.edgeSrc, kind: KindEdge},
 		avail:      make([]int32, n),
 		localAvail: make([]int32, n),
+		recv:       map[string]int64{},
 		st: Stats{
 			Bytes:       map[SourceKind]int64{},
 			UsefulBytes: map[SourceKind]int64{},
@@ -430,6 +432,9 @@ func (l *loop) onResult(r result) {
 	if r.n > 0 {
 		l.st.Bytes[s.kind] += int64(r.n)
 		s.bytes += int64(r.n)
+		if s != l.edge {
+			l.recv[s.src.ID()] += int64(r.n)
+		}
 	}
 	switch {
 	case r.bad != nil:
@@ -688,6 +693,10 @@ func (l *loop) publishStats() {
 	st.Banned = slices.Clone(l.st.Banned)
 	st.Requests, st.Timeouts, st.Failures, st.Busy = l.st.Requests, l.st.Timeouts, l.st.Failures, l.st.Busy
 	st.Sources = src
+	for id, n := range l.recv {
+		d.received[id] += n
+	}
+	clear(l.recv)
 }
 
 func (l *loop) complete() {
@@ -711,6 +720,7 @@ func (l *loop) fail(err error) {
 // shutdown cancels what is still in flight; a failed download also
 // releases its storage handle (a complete one keeps seeding).
 func (l *loop) shutdown() {
+	l.publishStats() // the last bytes received, for the leaving announce
 	for _, fl := range l.flights {
 		for _, f := range slices.Clone(fl) {
 			l.cancelFlight(f, "end")

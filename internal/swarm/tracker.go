@@ -194,6 +194,7 @@ type peer struct {
 	addr      string
 	name      string
 	pid       string // network location; "" unknown
+	managed   bool   // a managed cache (domain 2), not an end user's machine
 	uploadBps int64
 	lastSeen  time.Time // registration or latest announce
 	banned    bool
@@ -379,6 +380,24 @@ func (t *Tracker) Authenticate(peerID, token string) bool {
 	}
 	t.mu.Unlock()
 	return subtle.ConstantTimeCompare(h[:], want[:]) == 1 && ok
+}
+
+// Location returns the network location of peerID and whether it is
+// registered (banned or not).
+func (t *Tracker) Location(peerID string) (pid string, known bool) {
+	pid, known, _ = t.Describe(peerID)
+	return pid, known
+}
+
+// Describe returns the network location of peerID, whether it is
+// registered (banned or not) and whether it is a managed cache.
+func (t *Tracker) Describe(peerID string) (pid string, known, managed bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p := t.peers[peerID]; p != nil {
+		return p.pid, true, p.managed
+	}
+	return "", false, false
 }
 
 // Known reports whether peerID is registered (banned or not).

@@ -44,6 +44,9 @@ const (
 	MaxJSONBody     = 1 << 20
 	MaxManifestBody = 64 << 20
 	MaxHandout      = 200
+	// MaxReceived bounds AnnounceRequest.Received: a download keeps at most
+	// MaxHandout peer sources, and a few it has dropped may still be owed.
+	MaxReceived = 2 * MaxHandout
 )
 
 // ChunkPath returns the request path of chunk index of the object root.
@@ -115,6 +118,17 @@ type AnnounceRequest struct {
 	Want int `json:"want,omitempty"`
 	// Leaving removes the peer from this object's swarm.
 	Leaving bool `json:"leaving,omitempty"`
+	// Received reports the chunk bytes this peer received from other peers
+	// of the object since its last accepted announce, one entry per source
+	// (at most MaxReceived), for the edge's usage counters. Bytes from
+	// edges are not reported: edges count what they send.
+	Received []Received `json:"received,omitempty"`
+}
+
+// Received is the bytes received from one source peer.
+type Received struct {
+	From  string `json:"from"` // the source's peer ID
+	Bytes int64  `json:"bytes"`
 }
 
 // AnnounceResponse is the hand-out: peers that hold chunks of the object,
