@@ -29,6 +29,7 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 		cfgFile              string
 		adminListen          string
 		adminTokenFile       string
+		managedTokenFile     string
 		netMapFile           string
 		chunk, hot           string
 		noLane               bool
@@ -60,7 +61,7 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 					val  string
 				}{{"listen", &listen, fc.Listen}, {"tls-cert", &tlsCert, fc.TLSCert}, {"tls-key", &tlsKey, fc.TLSKey}, {"key-file", &keyArg, fc.KeyFile},
 					{"admin-listen", &adminListen, fc.AdminListen}, {"admin-token-file", &adminTokenFile, fc.AdminTokenFile},
-					{"network-map", &netMapFile, fc.NetworkMap}} {
+					{"network-map", &netMapFile, fc.NetworkMap}, {"managed-token-file", &managedTokenFile, fc.ManagedTokenFile}} {
 					if !changed(v.flag) && v.val != "" {
 						*v.dst = v.val
 					}
@@ -101,6 +102,9 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 				if cfg.AdminToken, err = adminToken(adminTokenFile); err != nil {
 					return err
 				}
+			}
+			if cfg.ManagedToken, err = managedToken(managedTokenFile); err != nil {
+				return err
 			}
 			if netMapFile != "" {
 				if cfg.NetworkMap, err = readNetworkMap(netMapFile); err != nil {
@@ -170,7 +174,8 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 	f.StringVar(&keyArg, "key-file", "", "ed25519 manifest-signing key file (default CACHE-DIR/edge.key; created if absent)")
 	f.StringVar(&adminListen, "admin-listen", "", "address of the admin listener (purge API); keep it private")
 	f.StringVar(&netMapFile, "network-map", "", "network map and cost map (YAML pids/costs, or an ALTO server's JSON): peers are handed peers in their own network location first, then by cost")
-	f.StringVar(&cfg.CrossPID, "cross-pid", "allow", "with --origin: whether peers may be handed peers in other network locations (allow) or only their own (deny)")
+	f.StringVar(&cfg.CrossPID, "cross-pid", "allow", "with --origin: whether peers may be handed peers in other network locations (allow), only their own (deny), or others only if managed caches (managed-only)")
+	f.StringVar(&managedTokenFile, "managed-token-file", "", "file holding the token managed caches (peer --managed) register with; default: $EDGESWARM_MANAGED_TOKEN; none refuses managed caches")
 	f.StringVar(&adminTokenFile, "admin-token-file", "", "file holding the admin token (Authorization: Bearer TOKEN); default: $EDGESWARM_ADMIN_TOKEN")
 	f.StringVar(&cfgFile, "config", "", "YAML configuration file (properties: hostnames → origin and cache policy; see docs/OPERATIONS.md); flags given explicitly override it")
 	return cmd
@@ -231,6 +236,25 @@ func readNetworkMap(path string) (*netmap.Map, error) {
 		return nil, fmt.Errorf("--network-map %s: %w", path, err)
 	}
 	return m, nil
+}
+
+// managedToken reads the managed-cache token from path, or from
+// $EDGESWARM_MANAGED_TOKEN; "" (no managed caches) if neither is set.
+func managedToken(path string) (string, error) {
+	tok := os.Getenv("EDGESWARM_MANAGED_TOKEN")
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("--managed-token-file: %w", err)
+		}
+		if tok = strings.TrimSpace(string(b)); tok == "" {
+			return "", fmt.Errorf("--managed-token-file %s is empty", path)
+		}
+	}
+	if tok != "" && len(tok) < 16 {
+		return "", errors.New("the managed-cache token must be at least 16 characters")
+	}
+	return tok, nil
 }
 
 // adminToken reads the purge API's token from path, or from

@@ -17,11 +17,17 @@ import (
 	"github.com/edgeswarm/edgeswarm/internal/units"
 )
 
+// managedMaxUploads is a managed cache's default --max-uploads: it is a
+// server, with the upload of one.
+const managedMaxUploads = 64
+
 type peerFlags struct {
 	listen, advertise, player, dataDir string
 	edges, trustKeys, prefetch         []string
 	upLimit, downLimit                 string
 	maxUploads                         int
+	managed                            bool
+	managedTokenFile                   string
 }
 
 func newPeerCmd(g *globalFlags) *cobra.Command {
@@ -41,6 +47,9 @@ func newPeerCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if pf.managed && !cmd.Flags().Changed("max-uploads") {
+				pf.maxUploads = managedMaxUploads
+			}
 			ctx, stop := signalContext()
 			defer stop()
 			return runPeer(ctx, pf, log)
@@ -56,7 +65,9 @@ func newPeerCmd(g *globalFlags) *cobra.Command {
 	f.StringArrayVar(&pf.prefetch, "prefetch", nil, "object path to download at start, e.g. /videos/a.mp4; repeatable")
 	f.StringVar(&pf.upLimit, "upload-limit", "0", "cap on upload to other peers, e.g. 20Mbit (0 = none)")
 	f.StringVar(&pf.downLimit, "download-limit", "0", "cap on download, e.g. 100Mbit (0 = none)")
-	f.IntVar(&pf.maxUploads, "max-uploads", 16, "concurrent chunk uploads served")
+	f.IntVar(&pf.maxUploads, "max-uploads", 16, "concurrent chunk uploads served (default 64 with --managed)")
+	f.BoolVar(&pf.managed, "managed", false, "run as a managed cache (an ISP's or customer's cache): register with the edge's managed-cache token, be handed out first in this network location, and fetch the edge's pre-positioning orders")
+	f.StringVar(&pf.managedTokenFile, "managed-token-file", "", "with --managed: file holding the edge's managed-cache token (default: $EDGESWARM_MANAGED_TOKEN)")
 	cmd.MarkFlagRequired("edge")
 	cmd.MarkFlagRequired("data-dir")
 	return cmd
@@ -110,8 +121,19 @@ func runPeer(ctx context.Context, pf peerFlags, log *slog.Logger) error {
 	if adv == "" {
 		adv = ln.Addr().String()
 	}
+	var managedTok string
+	if pf.managed {
+		if managedTok, err = managedToken(pf.managedTokenFile); err != nil {
+			ln.Close()
+			return err
+		}
+		if managedTok == "" {
+			ln.Close()
+			return errors.New("--managed needs the edge's managed-cache token: --managed-token-file FILE or $EDGESWARM_MANAGED_TOKEN")
+		}
+	}
 	a, err := peer.New(peer.Config{Edge: pf.edges[0], Fallbacks: pf.edges[1:], Advertise: adv, Keys: ring, MaxUploads: pf.maxUploads,
-		UploadBps: int64(link.Up.BytesPerSec())},
+		UploadBps: int64(link.Up.BytesPerSec()), Managed: pf.managed, ManagedToken: managedTok},
 		peer.Deps{Store: store, HTTP: peerHTTPClient(link), Logger: log})
 	if err != nil {
 		ln.Close()
@@ -134,7 +156,14 @@ func runPeer(ctx context.Context, pf peerFlags, log *slog.Logger) error {
 			log.Error("prefetch", "object", p, "err", err)
 		}
 	}
-	log.Info("peer serving", "addr", ln.Addr().String(), "advertise", adv, "edges", pf.edges)
+	if pf.managed {
+		go func() {
+			if err := a.RunOrders(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("pre-positioning orders", "err", err)
+			}
+		}()
+	}
+	log.Info("peer serving", "addr", ln.Addr().String(), "advertise", adv, "edges", pf.edges, "managed", pf.managed)
 	err = serveUntilDone(ctx, link.Listener(ln), a.Serve, a.Close)
 	if errors.Is(err, context.Canceled) {
 		return nil

@@ -88,7 +88,15 @@ func Peer(t testing.TB, edgeURL string, ring core.KeyRing, link netem.Link, seed
 // PeerWith is Peer with a full config; Advertise and Name are filled in.
 func PeerWith(t testing.TB, cfg peer.Config, link netem.Link, seed uint64, wrap func(http.Handler) http.Handler) *peer.Agent {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return PeerOn(t, "127.0.0.1", cfg, peer.Deps{}, link, seed, wrap)
+}
+
+// PeerOn is PeerWith serving on a loopback address of its own (host, such
+// as 127.0.1.2, for a network location) with deps (Store, HTTP, Logger and
+// Rand are filled in).
+func PeerOn(t testing.TB, host string, cfg peer.Config, deps peer.Deps, link netem.Link, seed uint64, wrap func(http.Handler) http.Handler) *peer.Agent {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,8 +106,8 @@ func PeerWith(t testing.TB, cfg peer.Config, link netem.Link, seed uint64, wrap 
 		t.Fatal(err)
 	}
 	cfg.Advertise, cfg.Name = ln.Addr().String(), fmt.Sprintf("peer-%d", seed)
-	a, err := peer.New(cfg,
-		peer.Deps{Store: store, HTTP: hc, Logger: Logger(t), Rand: mrand.New(mrand.NewPCG(seed, 7))})
+	deps.Store, deps.HTTP, deps.Logger, deps.Rand = store, hc, Logger(t), mrand.New(mrand.NewPCG(seed, 7))
+	a, err := peer.New(cfg, deps)
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)

@@ -31,6 +31,9 @@ type File struct {
 	// AdminListen serves the purge API; AdminTokenFile holds its token.
 	AdminListen    string `yaml:"admin_listen"`
 	AdminTokenFile string `yaml:"admin_token_file"`
+	// ManagedTokenFile holds the managed-cache token (Config.ManagedToken).
+	ManagedTokenFile   string        `yaml:"managed_token_file"`
+	OrdersPollInterval time.Duration `yaml:"orders_poll_interval"`
 
 	CacheDir      string `yaml:"cache_dir"`
 	CacheSize     Size   `yaml:"cache_size"`
@@ -97,7 +100,7 @@ func (f *File) Config() Config {
 		DefaultTTL: f.DefaultTTL, LockTimeout: f.LockTimeout, OriginIdleTimeout: f.OriginIdleTimeout,
 		FillTimeout: f.FillTimeout, StaleIfError: f.StaleIfError, MaxStaleIfError: f.MaxStaleIfError,
 		MaxStaleWhileRevalidate: f.MaxStaleWhileRevalidate, AnnounceInterval: f.AnnounceInterval,
-		MaxChunkUploads: f.MaxChunkUploads, Swarm: f.Swarm,
+		MaxChunkUploads: f.MaxChunkUploads, Swarm: f.Swarm, OrdersPollInterval: f.OrdersPollInterval,
 		ClientSendTimeout: f.ClientSendTimeout, MaxRequestBody: int64(f.MaxRequestBody),
 	}
 }

@@ -40,15 +40,18 @@ type Property struct {
 	IgnoreQuery bool `yaml:"ignore_query"`
 	// CrossPID says whether peers of its objects may be handed peers in
 	// another network location (Config.NetworkMap): "allow" (the default:
-	// the same location ranks first) or "deny" (only the same location; a
-	// peer finds the rest at the edge).
+	// the same location ranks first), "deny" (only the same location; a
+	// peer finds the rest at the edge or a managed cache of its location)
+	// or "managed-only" (peers of other locations only if they are managed
+	// caches).
 	CrossPID string `yaml:"cross_pid"`
 }
 
 // Property.CrossPID values.
 const (
-	CrossPIDAllow = "allow"
-	CrossPIDDeny  = "deny"
+	CrossPIDAllow       = "allow"
+	CrossPIDDeny        = "deny"
+	CrossPIDManagedOnly = "managed-only"
 )
 
 // property is a validated Property.
@@ -116,8 +119,8 @@ func buildProperties(cfg Config) ([]*property, error) {
 			return nil, fmt.Errorf("edge config: %s: no hosts", where)
 		case p.DefaultTTL < 0 || p.ForceTTL < 0 || p.StaleIfError < -1:
 			return nil, fmt.Errorf("edge config: %s: negative duration", where)
-		case p.CrossPID != "" && p.CrossPID != CrossPIDAllow && p.CrossPID != CrossPIDDeny:
-			return nil, fmt.Errorf("edge config: %s: cross_pid %q: want %q or %q", where, p.CrossPID, CrossPIDAllow, CrossPIDDeny)
+		case p.CrossPID != "" && p.CrossPID != CrossPIDAllow && p.CrossPID != CrossPIDDeny && p.CrossPID != CrossPIDManagedOnly:
+			return nil, fmt.Errorf("edge config: %s: cross_pid %q: want %q, %q or %q", where, p.CrossPID, CrossPIDAllow, CrossPIDDeny, CrossPIDManagedOnly)
 		}
 		names[p.Name] = true
 		if err := checkOrigin(p.Origin); err != nil {

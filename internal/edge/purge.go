@@ -169,6 +169,9 @@ func (s *Server) handleAdmin(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="edgeswarm admin"`)
 		return errorf(http.StatusUnauthorized, "admin token missing or wrong")
 	}
+	if r.URL.Path == "/prefetch" || strings.HasPrefix(r.URL.Path, "/prefetch/") {
+		return s.handlePrefetch(w, r)
+	}
 	if r.URL.Path == "/usage" {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -209,7 +212,7 @@ func (s *Server) handleAdmin(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	default:
-		return errorf(http.StatusNotFound, "admin: %s %s: want PURGE /path, POST /purge, /purge/key/KEY or /purge_all, or GET /usage", r.Method, truncate(r.URL.Path, 80))
+		return errorf(http.StatusNotFound, "admin: %s %s: want PURGE /path, POST /purge, /purge/key/KEY or /purge_all, GET /usage, or POST/GET /prefetch", r.Method, truncate(r.URL.Path, 80))
 	}
 	s.log.Info("purge", "method", r.Method, "path", truncate(r.URL.Path, 200), "soft", soft, "purged", n)
 	w.Header().Set("Content-Type", "application/json")

@@ -108,6 +108,12 @@ type Config struct {
 	// AdminToken authorizes the purge API (AdminHandler); empty refuses
 	// every admin request.
 	AdminToken string `yaml:"-"`
+	// ManagedToken is the secret a managed cache (peer --managed) presents
+	// when it registers; empty refuses every managed registration.
+	ManagedToken string `yaml:"-"`
+	// OrdersPollInterval is how often managed caches ask for their
+	// pre-positioning orders. 0 means 30s.
+	OrdersPollInterval time.Duration `yaml:"orders_poll_interval"`
 	// SigningKey signs manifests (required).
 	SigningKey ed25519.PrivateKey `yaml:"-"`
 	// Swarm configures the tracker; the zero value means its defaults.
@@ -244,6 +250,7 @@ type Server struct {
 	builds      group[builtManifest] // by version id
 	passMemo    passMemo
 	usage       usage
+	orders      *orderBook
 	stats       counters
 
 	ctx    context.Context // ends at Close; parent of fills and builds
@@ -295,19 +302,23 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	var err error
+	if s.orders, err = loadOrders(cfg.CacheDir); err != nil {
+		return nil, err
+	}
 	if s.cache, err = openCache(cacheConfig{
 		dir: cfg.CacheDir, budget: cfg.CacheSize, maxObjects: cfg.MaxObjects, hotBudget: cfg.HotCacheSize,
 		pub: s.pub, log: s.log, now: s.now, fs: deps.storeFS,
 	}); err != nil {
 		return nil, err
 	}
-	var policy swarm.HandoutPolicy
+	// Locality also puts managed caches first, with or without a map.
+	inner, err := swarm.PolicyByName(cfg.Swarm.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	policy := swarm.Locality{Inner: inner}
 	if m := cfg.NetworkMap; m != nil {
-		inner, err := swarm.PolicyByName(cfg.Swarm.Policy)
-		if err != nil {
-			return nil, fmt.Errorf("edge: %w", err)
-		}
-		policy = swarm.Locality{Inner: inner, Cost: m.Cost}
+		policy.Cost = m.Cost
 	}
 	s.tracker, err = swarm.New(cfg.Swarm, swarm.Deps{Now: s.now, Rand: rng, Logger: s.log.With("component", "swarm"), Policy: policy})
 	if err != nil {
@@ -382,6 +393,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		h = s.handleAnnounce
 	case p == wire.PathReport:
 		h = s.handleReport
+	case p == wire.PathOrders:
+		h = s.handleOrders
 	case kind == "swarm":
 		h = func(http.ResponseWriter, *http.Request) error {
 			return errorf(http.StatusNotFound, "no swarm endpoint %s", truncate(p, 80))

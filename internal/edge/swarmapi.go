@@ -27,9 +27,18 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(w, r, &req); err != nil {
 		return err
 	}
+	if req.Managed && !s.managedAuthorized(req.ManagedToken) {
+		return errorf(http.StatusForbidden, "managed cache registration refused: missing or wrong managed-cache token")
+	}
 	id, tok, err := s.tracker.RegisterAt(req.Addr, req.Name, s.pidOf(req.Addr, r.RemoteAddr), req.UploadBps)
 	if err != nil {
 		return err
+	}
+	if req.Managed {
+		if err := s.tracker.SetManaged(id); err != nil {
+			return err
+		}
+		s.log.Info("managed cache registered", "peer", id, "name", truncate(req.Name, 64), "addr", req.Addr, "pid", s.tracker.PeerPID(id))
 	}
 	return writeJSON(w, wire.RegisterResponse{PeerID: id, Token: tok, AnnounceIntervalMs: s.announceMs()})
 }
@@ -46,12 +55,12 @@ func (s *Server) handleAnnounce(w http.ResponseWriter, r *http.Request) error {
 	if req.Want < 0 {
 		return errorf(http.StatusBadRequest, "want %d is negative", req.Want)
 	}
-	if err := checkReceived(req.Received, req.PeerID); err != nil {
+	if err := checkReceived(req.Received, req.ReceivedSeq, req.PeerID); err != nil {
 		return err
 	}
 	man, ok := s.cache.manifestByRoot(root)
 	if req.Leaving {
-		if ok {
+		if ok && len(req.Received) > 0 && s.tracker.FreshReport(req.PeerID, root, req.ReceivedSeq) {
 			s.usageReported(man, req.PeerID, req.Received)
 		}
 		s.tracker.Leave(req.PeerID, root)
@@ -67,7 +76,9 @@ func (s *Server) handleAnnounce(w http.ResponseWriter, r *http.Request) error {
 	if err := s.tracker.Announce(req.PeerID, root, man.NumChunks(), have); err != nil {
 		return err
 	}
-	s.usageReported(man, req.PeerID, req.Received)
+	if len(req.Received) > 0 && s.tracker.FreshReport(req.PeerID, root, req.ReceivedSeq) {
+		s.usageReported(man, req.PeerID, req.Received)
+	}
 	cands := s.tracker.HandoutWith(root, req.PeerID, req.Want, s.handoutOptions(root))
 	// The interval grows with the swarm (swarm.Config.AnnounceBudget).
 	iv := s.tracker.AnnounceInterval(root, s.cfg.AnnounceInterval)
@@ -77,7 +88,7 @@ func (s *Server) handleAnnounce(w http.ResponseWriter, r *http.Request) error {
 		reqPID = s.tracker.PeerPID(req.PeerID)
 	}
 	for _, c := range cands {
-		pi := wire.PeerInfo{PeerID: c.PeerID, Addr: c.Addr, Have: c.Have.Bytes()}
+		pi := wire.PeerInfo{PeerID: c.PeerID, Addr: c.Addr, Have: c.Have.Bytes(), Managed: c.Managed}
 		if s.cfg.NetworkMap != nil && c.PID != reqPID {
 			pi.Cost = max(1, s.cfg.NetworkMap.Cost(reqPID, c.PID)) // another location is never free
 		}
@@ -184,5 +195,8 @@ func (s *Server) handoutOptions(root core.Hash) swarm.HandoutOptions {
 		return swarm.HandoutOptions{}
 	}
 	p, _ := s.propertyOfKey(primaryKey(key))
-	return swarm.HandoutOptions{SamePID: s.cfg.NetworkMap != nil && p != nil && p.CrossPID == CrossPIDDeny}
+	if s.cfg.NetworkMap == nil || p == nil {
+		return swarm.HandoutOptions{}
+	}
+	return swarm.HandoutOptions{SamePID: p.CrossPID == CrossPIDDeny, CrossManagedOnly: p.CrossPID == CrossPIDManagedOnly}
 }

@@ -155,7 +155,10 @@ func (s *Server) usageReported(m *core.Manifest, peerID string, recv []wire.Rece
 }
 
 // checkReceived refuses a usage report a peer could not have made.
-func checkReceived(recv []wire.Received, self string) error {
+func checkReceived(recv []wire.Received, seq uint64, self string) error {
+	if len(recv) > 0 && seq == 0 {
+		return errorf(http.StatusBadRequest, "received: a report without its received_seq")
+	}
 	if len(recv) > wire.MaxReceived {
 		return errorf(http.StatusBadRequest, "received: %d entries, at most %d", len(recv), wire.MaxReceived)
 	}

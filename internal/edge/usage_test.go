@@ -41,10 +41,12 @@ func TestSwarmUsage(t *testing.T) {
 		}
 		peers = append(peers, r)
 	}
+	seq := uint64(0)
 	announce := func(i int, leaving bool, recv ...wire.Received) error {
 		p := peers[i]
+		seq++
 		_, err := e.client().Announce(ctx, wire.AnnounceRequest{PeerID: p.PeerID, Token: p.Token, Root: m.Root.String(),
-			Have: core.NewBitfield(m.NumChunks()).Bytes(), Leaving: leaving, Received: recv})
+			Have: core.NewBitfield(m.NumChunks()).Bytes(), Leaving: leaving, Received: recv, ReceivedSeq: seq})
 		return err
 	}
 
@@ -70,8 +72,18 @@ func TestSwarmUsage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A report sent again (its answer lost) counts once.
+	seq = 1 // p1's report above was number 2
+	if err := announce(1, false, wire.Received{From: "elsewhere", Bytes: 300}); err != nil {
+		t.Fatal(err)
+	}
 	// Refused: too many entries, negative bytes, a report about itself,
-	// an empty source. None of them counts.
+	// an empty source, no sequence number. None of them counts.
+	p2 := peers[2]
+	if _, err := e.client().Announce(ctx, wire.AnnounceRequest{PeerID: p2.PeerID, Token: p2.Token, Root: m.Root.String(),
+		Have: core.NewBitfield(m.NumChunks()).Bytes(), Received: []wire.Received{{From: peers[1].PeerID, Bytes: 5}}}); wire.StatusCode(err) != http.StatusBadRequest {
+		t.Errorf("no sequence number: err %v, want 400", err)
+	}
 	many := make([]wire.Received, wire.MaxReceived+1)
 	for i := range many {
 		many[i] = wire.Received{From: fmt.Sprint("x", i), Bytes: 1}

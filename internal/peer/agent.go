@@ -56,6 +56,9 @@ type Agent struct {
 
 	regMu sync.Mutex // serializes key fetch and registration
 
+	orderMu sync.Mutex
+	orders  OrderStats // guarded by orderMu; a managed cache's pre-positioning
+
 	mu      sync.Mutex
 	rnd     *rand.Rand                // guarded by mu
 	keys    core.KeyRing              // guarded by mu
@@ -198,7 +201,8 @@ func (a *Agent) session(ctx context.Context) (session, core.KeyRing, error) {
 		keys = k
 	}
 	if sess == nil {
-		r, err := a.edge.Register(ctx, wire.RegisterRequest{Addr: a.cfg.Advertise, UploadBps: a.cfg.UploadBps, Name: a.cfg.Name})
+		r, err := a.edge.Register(ctx, wire.RegisterRequest{Addr: a.cfg.Advertise, UploadBps: a.cfg.UploadBps, Name: a.cfg.Name,
+			Managed: a.cfg.Managed, ManagedToken: a.cfg.ManagedToken})
 		if err != nil {
 			return session{}, nil, fmt.Errorf("register with edge: %w", err)
 		}
@@ -432,11 +436,7 @@ func (a *Agent) Close() error {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					_, err := a.edge.Announce(ctx, wire.AnnounceRequest{
-						PeerID: sess.peerID, Token: sess.token, Root: d.m.Root.String(), Leaving: true,
-						Received: d.takeReceived(),
-					})
-					if err != nil {
+					if err := d.leave(ctx, sess); err != nil {
 						a.log.Debug("announce leaving", "root", d.m.Root.Short(), "err", err)
 					}
 				}()

@@ -85,28 +85,34 @@ func (d *Download) announceLoop() {
 func (d *Download) announce(sess session) (wire.AnnounceResponse, error) {
 	ctx, cancel := context.WithTimeout(d.ctx, 5*time.Second)
 	defer cancel()
-	recv := d.takeReceived()
+	recv, seq := d.takeReceived()
 	resp, err := d.a.edge.Announce(ctx, wire.AnnounceRequest{
-		PeerID:   sess.peerID,
-		Token:    sess.token,
-		Root:     d.m.Root.String(),
-		Have:     d.haveBytes(),
-		Want:     d.a.cfg.MaxPeers,
-		Received: recv,
+		PeerID:      sess.peerID,
+		Token:       sess.token,
+		Root:        d.m.Root.String(),
+		Have:        d.haveBytes(),
+		Want:        d.a.cfg.MaxPeers,
+		Received:    recv,
+		ReceivedSeq: seq,
 	})
-	if err != nil && wire.StatusCode(err) != http.StatusBadRequest {
-		d.returnReceived(recv) // not counted: report them next time
+	if err == nil || wire.StatusCode(err) == http.StatusBadRequest {
+		d.ackReceived(seq) // counted (or refused for good)
 	}
 	return resp, err
 }
 
-// takeReceived takes up to wire.MaxReceived entries of the bytes received
-// from peers and not yet reported, largest first.
-func (d *Download) takeReceived() []wire.Received {
+// takeReceived returns the usage report to send and its number: the last
+// one again if its answer never came (the edge applies a number once), else
+// up to wire.MaxReceived entries of the bytes received from peers and not
+// yet reported, largest first.
+func (d *Download) takeReceived() ([]wire.Received, uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.unacked != nil {
+		return d.unacked, d.reportSeq
+	}
 	if len(d.received) == 0 {
-		return nil
+		return nil, 0
 	}
 	out := make([]wire.Received, 0, len(d.received))
 	for id, n := range d.received {
@@ -119,16 +125,40 @@ func (d *Download) takeReceived() []wire.Received {
 	for _, r := range out {
 		delete(d.received, r.From)
 	}
-	return out
+	d.reportSeq++
+	d.unacked = out
+	return out, d.reportSeq
 }
 
-// returnReceived puts back what an announce that failed did not report.
-func (d *Download) returnReceived(recv []wire.Received) {
+// ackReceived forgets report seq once the edge has answered it.
+func (d *Download) ackReceived(seq uint64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, r := range recv {
-		d.received[r.From] += r.Bytes
+	if seq != 0 && seq == d.reportSeq {
+		d.unacked = nil
 	}
+}
+
+// leave tells the edge this peer leaves root's swarm, with the usage not
+// yet reported (a report whose answer was lost, then the rest).
+func (d *Download) leave(ctx context.Context, sess session) error {
+	var err error
+	for range 2 {
+		recv, seq := d.takeReceived()
+		_, err = d.a.edge.Announce(ctx, wire.AnnounceRequest{PeerID: sess.peerID, Token: sess.token, Root: d.m.Root.String(), Leaving: true,
+			Received: recv, ReceivedSeq: seq})
+		if err != nil && wire.StatusCode(err) != http.StatusBadRequest {
+			return err
+		}
+		d.ackReceived(seq)
+		d.mu.Lock()
+		more := len(d.received) > 0
+		d.mu.Unlock()
+		if !more {
+			return err
+		}
+	}
+	return err
 }
 
 // leaveIfFailed tells the edge to stop handing us out for a download that
@@ -140,8 +170,7 @@ func (d *Download) leaveIfFailed() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	d.a.edge.Announce(ctx, wire.AnnounceRequest{PeerID: sess.peerID, Token: sess.token, Root: d.m.Root.String(), Leaving: true,
-		Received: d.takeReceived()})
+	d.leave(ctx, sess)
 }
 
 // pushHandout gives the loop the latest hand-out, replacing an unread one.

@@ -37,6 +37,12 @@ type Config struct {
 	// get 503 at once. 0 means 16.
 	MaxUploads int `yaml:"max_uploads"`
 
+	// Managed registers this peer as a managed cache (domain 2) with the
+	// edge's ManagedToken: it is handed out before end-user peers of its
+	// location and carries out pre-positioning orders (RunOrders).
+	Managed      bool   `yaml:"managed"`
+	ManagedToken string `yaml:"-"`
+
 	// MaxPeers bounds the peer sources of one download (and is the hand-out
 	// size asked of the edge). 0 means 50.
 	MaxPeers int `yaml:"max_peers"`

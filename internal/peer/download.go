@@ -47,8 +47,10 @@ type Download struct {
 	stats   Stats         // guarded by mu
 	// received is the bytes from each peer source not yet reported to the
 	// edge (takeReceived, returnReceived). Guarded by mu.
-	received map[string]int64
-	readers  map[*reader]int // guarded by mu: chunk each active reader needs next
+	received  map[string]int64
+	unacked   []wire.Received // guarded by mu: the report numbered reportSeq, sent but not answered
+	reportSeq uint64          // guarded by mu
+	readers   map[*reader]int // guarded by mu: chunk each active reader needs next
 }
 
 // handout is one announce response for the loop.

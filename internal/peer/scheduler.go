@@ -44,7 +44,14 @@ type loop struct {
 	// localAvail counts only the peers in this peer's network location
 	// (not remote).
 	localAvail []int32
-	self       string // our peer ID, from the last hand-out
+	// cacheAvail counts the managed caches of this peer's location holding
+	// each chunk; while one of them is usable (cachesUp) the edge is not
+	// asked for what they hold.
+	cacheAvail []int32
+	cachesUp   bool
+	handedOut  bool      // a hand-out has arrived
+	started    time.Time // when the loop started
+	self       string    // our peer ID, from the last hand-out
 	stripe     int
 	stripes    int
 
@@ -126,6 +133,7 @@ func newLoop(d *Download) *loop {
 		edge:       &srcState{src: d.edgeSrc, kind: KindEdge},
 		avail:      make([]int32, n),
 		localAvail: make([]int32, n),
+		cacheAvail: make([]int32, n),
 		recv:       map[string]int64{},
 		st: Stats{
 			Bytes:       map[SourceKind]int64{},
@@ -148,6 +156,7 @@ func (l *loop) run() {
 	defer close(l.d.loopDone)
 	defer l.shutdown()
 	l.lastProgress = l.a.now()
+	l.started = l.lastProgress
 	if l.nMissing == 0 {
 		l.complete()
 		return
@@ -188,9 +197,11 @@ func (l *loop) schedule(now time.Time) {
 	}
 	l.computeUrgent()
 	l.order = l.order[:0]
+	l.cachesUp = false
 	for _, s := range l.sources {
 		if l.usable(s, now) {
 			l.order = append(l.order, s)
+			l.cachesUp = l.cachesUp || (s.kind == KindCache && !s.remote)
 		}
 	}
 	sort.Slice(l.order, func(i, j int) bool {
@@ -215,10 +226,18 @@ func (l *loop) usable(s *srcState, now time.Time) bool {
 	return !s.banned && !s.stale && !now.Before(s.until)
 }
 
+// handoutGrace: until the first hand-out (or for this long after the
+// start) the edge gets one request at a time, so that a download whose
+// location has a managed cache asks the edge for almost nothing.
+const handoutGrace = 500 * time.Millisecond
+
 // slots is how many requests s may have in flight (Slots).
 func (l *loop) slots(s *srcState) int {
 	if s.remote {
 		return RemoteSlots
+	}
+	if s == l.edge && !l.handedOut && l.a.now().Sub(l.started) < handoutGrace {
+		return 1
 	}
 	return Slots(l.cfg, l.cs, s.kind, s.rate, s.base, s.failures)
 }
@@ -248,6 +267,13 @@ func (l *loop) fill(s *srcState, now time.Time) {
 				return
 			}
 		}
+		if s == l.edge && l.cachesUp {
+			// A managed cache of ours serves what it holds: the edge only the rest.
+			l.cands = slices.DeleteFunc(l.cands, func(i int) bool { return l.cacheAvail[i] > 0 })
+			if len(l.cands) == 0 {
+				return
+			}
+		}
 		i := l.policy.Pick(PickInput{
 			Kind:       s.kind,
 			Candidates: l.cands,
@@ -272,7 +298,8 @@ func (l *loop) endgame(now time.Time) {
 		for s.inflight < l.slots(s) && l.nFlights < l.maxFlight {
 			best, bestCopies, bestStart := -1, 0, time.Time{}
 			for j, fl := range l.flights {
-				if len(fl) >= l.cfg.EndgameCopies || (s.have != nil && !s.have.has(j)) || flightFrom(fl, s) || (s.remote && l.localAvail[j] > 0) {
+				if len(fl) >= l.cfg.EndgameCopies || (s.have != nil && !s.have.has(j)) || flightFrom(fl, s) || (s.remote && l.localAvail[j] > 0) ||
+					(s == l.edge && l.cachesUp && l.cacheAvail[j] > 0) {
 					continue
 				}
 				start := fl[0].start
@@ -465,6 +492,12 @@ func (l *loop) onResult(r result) {
 			s.haveEpoch++
 			if !s.stale && !s.banned {
 				l.avail[i]--
+				if !s.remote {
+					l.localAvail[i]--
+				}
+				if s.kind == KindCache && !s.remote {
+					l.cacheAvail[i]--
+				}
 			}
 		}
 		l.sourceFailed(s, now, r.err)
@@ -533,19 +566,27 @@ func (l *loop) banSource(s *srcState) {
 }
 
 func (l *loop) uncount(s *srcState) {
+	cache := s.kind == KindCache && !s.remote
 	for _, i := range s.have.appendAnd(l.cands[:0], nil) {
 		l.avail[i]--
 		if !s.remote {
 			l.localAvail[i]--
 		}
+		if cache {
+			l.cacheAvail[i]--
+		}
 	}
 }
 
 func (l *loop) count(s *srcState) {
+	cache := s.kind == KindCache && !s.remote
 	for _, i := range s.have.appendAnd(l.cands[:0], nil) {
 		l.avail[i]++
 		if !s.remote {
 			l.localAvail[i]++
+		}
+		if cache {
+			l.cacheAvail[i]++
 		}
 	}
 }
@@ -600,9 +641,13 @@ func (l *loop) onHandout(h handout) {
 			if l.a.isBanned(p.PeerID, p.Addr) {
 				continue
 			}
+			kind := KindPeer
+			if p.Managed {
+				kind = KindCache
+			}
 			s = &srcState{
-				src:  &httpSource{id: p.PeerID, kind: KindPeer, base: "http://" + p.Addr, hc: l.a.hc, self: l.a.PeerID},
-				kind: KindPeer,
+				src:  &httpSource{id: p.PeerID, kind: kind, base: "http://" + p.Addr, hc: l.a.hc, self: l.a.PeerID},
+				kind: kind,
 				addr: p.Addr,
 				have: newBitset(l.n),
 			}
@@ -632,6 +677,8 @@ func (l *loop) onHandout(h handout) {
 			delete(l.sources, id)
 		}
 	}
+	l.handedOut = true
+	l.yieldToCaches()
 	// Our stripe: our rank among the handed-out peers of our network
 	// location and us, by ID (so that each location asks the edge for the
 	// whole object between its peers, instead of fetching across).
@@ -645,6 +692,20 @@ func (l *loop) onHandout(h handout) {
 	slices.Sort(ids)
 	l.stripes = len(ids)
 	l.stripe = slices.Index(ids, h.self)
+}
+
+// yieldToCaches cancels the edge requests, made before a hand-out named a
+// managed cache of this location, for chunks the cache holds and of which
+// less than half has arrived: the cache serves them instead.
+func (l *loop) yieldToCaches() {
+	for _, fl := range l.flights {
+		for _, f := range slices.Clone(fl) {
+			if f.src == l.edge && l.cacheAvail[f.chunk] > 0 && f.got.Load() < int64(l.m.ChunkLen(f.chunk)/2) {
+				l.cancelFlight(f, "cache")
+				l.requeue(f.chunk)
+			}
+		}
+	}
 }
 
 func (l *loop) onTick(now time.Time) {

@@ -42,6 +42,9 @@ type Candidate struct {
 	Have      core.Bitfield
 	UploadBps int64
 	LastSeen  time.Time
+	// Managed: a managed cache (Tracker.SetManaged), ranked before the
+	// end-user peers of its location.
+	Managed bool
 }
 
 // HandoutPolicy ranks candidates best first. It may reorder cands in place
@@ -189,8 +192,9 @@ func usefulCount(theirs, mine []byte) int {
 // Locality ranks by network location first (DESIGN: "same PID, then cost,
 // then spare upload and chunk availability"): peers in the requester's
 // PID, then the others by the cost from the requester's PID to theirs,
-// each group in Inner's order. A requester or candidate of unknown
-// location ("") counts as another PID at cost Cost("", pid).
+// managed caches first within each location, each group in Inner's order.
+// A requester or candidate of unknown location ("") counts as another PID
+// at cost Cost("", pid).
 type Locality struct {
 	Inner HandoutPolicy
 	// Cost is the cost of traffic from PID a to PID b (netmap.Map.Cost);
@@ -201,22 +205,24 @@ type Locality struct {
 // Rank implements HandoutPolicy.
 func (l Locality) Rank(req Request, cands []Candidate) []Candidate {
 	cands = l.Inner.Rank(req, cands)
-	if req.PID == "" {
-		return cands
-	}
-	key := func(c Candidate) (int, int) {
-		if c.PID == req.PID {
-			return 0, 0
+	key := func(c Candidate) (group, cost, managed int) {
+		if !c.Managed {
+			managed = 1
 		}
-		if l.Cost == nil {
-			return 1, 0
+		switch {
+		case req.PID == "":
+			return 0, 0, managed
+		case c.PID == req.PID:
+			return 0, 0, managed
+		case l.Cost == nil:
+			return 1, 0, managed
 		}
-		return 1, l.Cost(req.PID, c.PID)
+		return 1, l.Cost(req.PID, c.PID), managed
 	}
 	slices.SortStableFunc(cands, func(a, b Candidate) int {
-		ga, ca := key(a)
-		gb, cb := key(b)
-		return cmp.Or(cmp.Compare(ga, gb), cmp.Compare(ca, cb))
+		ga, ca, ma := key(a)
+		gb, cb, mb := key(b)
+		return cmp.Or(cmp.Compare(ga, gb), cmp.Compare(ca, cb), cmp.Compare(ma, mb))
 	})
 	return cands
 }

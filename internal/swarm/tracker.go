@@ -182,6 +182,9 @@ type Tracker struct {
 	// time, so a banned peer cannot come back under a fresh id by registering
 	// again; entries expire after RegistrationTTL. Guarded by mu.
 	bannedAddrs map[string]time.Time
+	// managed are the ids of registered managed caches: few, and always
+	// candidates of the hand-outs of objects they hold. Guarded by mu.
+	managed map[string]struct{}
 
 	stop      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -216,7 +219,8 @@ type object struct {
 type member struct {
 	have     core.Bitfield // replaced on announce, never mutated
 	lastSeen time.Time
-	pos      int // index in object.holders, -1 if not there
+	pos      int    // index in object.holders, -1 if not there
+	report   uint64 // sequence number of the last usage report applied
 }
 
 // setHave records m's new bitfield and keeps o.holders in step.
@@ -265,6 +269,7 @@ func New(cfg Config, deps Deps) (*Tracker, error) {
 		objects:     make(map[core.Hash]*object),
 		banned:      make(map[string]struct{}),
 		bannedAddrs: make(map[string]time.Time),
+		managed:     make(map[string]struct{}),
 		stop:        make(chan struct{}),
 		done:        make(chan struct{}),
 	}
@@ -398,6 +403,79 @@ func (t *Tracker) Describe(peerID string) (pid string, known, managed bool) {
 		return p.pid, true, p.managed
 	}
 	return "", false, false
+}
+
+// SetManaged marks peerID as a managed cache (domain 2): hand-outs rank it
+// before the end-user peers of its location, always consider it (large
+// swarms are sampled), and HandoutOptions.CrossManagedOnly lets only such
+// peers cross locations. The edge calls it for a registration that proved
+// it is one. ErrUnknownPeer if peerID is not registered.
+func (t *Tracker) SetManaged(peerID string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.peers[peerID]
+	if p == nil {
+		return fmt.Errorf("set managed %q: %w", peerID, ErrUnknownPeer)
+	}
+	p.managed = true
+	t.managed[peerID] = struct{}{}
+	return nil
+}
+
+// Touch refreshes peerID's registration without an announce (a managed
+// cache polling for orders while it holds nothing yet). It reports whether
+// peerID is registered and not banned.
+func (t *Tracker) Touch(peerID string) bool {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.peers[peerID]
+	if p == nil || p.banned {
+		return false
+	}
+	p.lastSeen = now
+	return true
+}
+
+// Holders returns the ids of the peers that hold every chunk of root
+// (complete copies), sorted.
+func (t *Tracker) Holders(root core.Hash) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	o := t.objects[root]
+	if o == nil {
+		return nil
+	}
+	var out []string
+	for id, m := range o.members {
+		if m.have.Complete() {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// FreshReport reports whether a usage report numbered seq from peerID for
+// root is new: not one already applied (a retry of a report whose answer
+// was lost). It records seq. A peer that is not a member of root's swarm
+// (it left, or expired) cannot be checked, and its report counts as new.
+func (t *Tracker) FreshReport(peerID string, root core.Hash, seq uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	o := t.objects[root]
+	if o == nil {
+		return true
+	}
+	m := o.members[peerID]
+	if m == nil {
+		return true
+	}
+	if seq <= m.report {
+		return false
+	}
+	m.report = seq
+	return true
 }
 
 // Known reports whether peerID is registered (banned or not).
@@ -534,6 +612,23 @@ type HandoutOptions struct {
 	// (a property's cross_pid: deny); a requester of unknown location
 	// gets none.
 	SamePID bool
+	// CrossManagedOnly hands out peers in other locations only if they are
+	// managed caches (a property's cross_pid: managed-only).
+	CrossManagedOnly bool
+}
+
+// allows reports whether a requester in location reqPID may be handed p.
+func (opt HandoutOptions) allows(reqPID string, p *peer) bool {
+	same := p.pid == reqPID && reqPID != ""
+	switch {
+	case same:
+		return true
+	case opt.SamePID:
+		return false
+	case opt.CrossManagedOnly:
+		return p.managed
+	}
+	return true
 }
 
 // HandoutWith is Handout under opt.
@@ -568,13 +663,28 @@ func (t *Tracker) HandoutWith(root core.Hash, peerID string, want int, opt Hando
 			continue
 		}
 		p := t.peers[id]
-		if id == peerID || p == nil || p.banned || opt.SamePID && (p.pid != req.PID || req.PID == "") {
+		if id == peerID || p == nil || p.banned || !opt.allows(req.PID, p) {
 			continue
 		}
 		cands = append(cands, Candidate{
 			PeerID: id, Addr: p.addr, Name: p.name, PID: p.pid, Have: m.have,
-			UploadBps: p.uploadBps, LastSeen: m.lastSeen,
+			UploadBps: p.uploadBps, LastSeen: m.lastSeen, Managed: p.managed,
 		})
+	}
+	if len(sample) < len(o.holders) {
+		// A sampled hand-out still considers every managed cache that holds
+		// something of the object.
+		for id := range t.managed {
+			m, p := o.members[id], t.peers[id]
+			if m == nil || p == nil || id == peerID || p.banned || m.have.Count() == 0 || !opt.allows(req.PID, p) ||
+				now.Sub(m.lastSeen) > t.cfg.PeerTTL || slices.Contains(sample, id) {
+				continue
+			}
+			cands = append(cands, Candidate{
+				PeerID: id, Addr: p.addr, Name: p.name, PID: p.pid, Have: m.have,
+				UploadBps: p.uploadBps, LastSeen: m.lastSeen, Managed: true,
+			})
+		}
 	}
 	for _, id := range expired {
 		t.removeMemberLocked(id, root)
@@ -712,6 +822,7 @@ func (t *Tracker) expireLocked(now time.Time) {
 		}
 		delete(t.peers, id)
 		delete(t.banned, id)
+		delete(t.managed, id)
 		t.stats.Expired++
 	}
 	for addr, at := range t.bannedAddrs {

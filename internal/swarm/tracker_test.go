@@ -542,3 +542,73 @@ func TestHandoutLocality(t *testing.T) {
 		t.Error("oversized PID accepted")
 	}
 }
+
+// TestHandoutManaged: a managed cache comes first among the peers of its
+// location, is considered even when a large swarm is sampled, and is the
+// only peer of another location CrossManagedOnly lets through.
+func TestHandoutManaged(t *testing.T) {
+	tr, _ := newTracker(t, Config{HandoutSample: 4})
+	tr.policy = Locality{Inner: tr.policy, Cost: func(x, y string) int { return 10 }}
+	pidOf := map[string]string{}
+	var ids []string
+	for i := range 40 {
+		pid := []string{"a", "b"}[i%2]
+		id, _, err := tr.RegisterAt(fmt.Sprintf("127.0.0.1:%d", 7000+i), "", pid, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pidOf[id] = pid
+		ids = append(ids, id)
+		if err := tr.Announce(id, root, 4, bf(4, i%4)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cacheA, cacheB := ids[38], ids[39] // in a and b
+	for _, id := range []string{cacheA, cacheB} {
+		if err := tr.SetManaged(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tr.SetManaged("nobody"); !errors.Is(err, ErrUnknownPeer) {
+		t.Errorf("SetManaged of an unknown peer: %v", err)
+	}
+	if _, known, managed := tr.Describe(cacheA); !known || !managed {
+		t.Errorf("Describe(cache) = known %v, managed %v", known, managed)
+	}
+	asker := ids[0] // in a
+	for range 20 {  // sampled: 4 of 39, and the caches always
+		got := tr.Handout(root, asker, 0)
+		if len(got) < 2 || got[0].PeerID != cacheA || !got[0].Managed {
+			t.Fatalf("hand-out %v: want cache %s first", got, cacheA)
+		}
+		for i, c := range got[1:] {
+			if c.PID == "a" && i > 0 && got[i].PID != "a" {
+				t.Fatalf("peer of a after one of b: %v", got)
+			}
+		}
+		if !slices.ContainsFunc(got, func(c Candidate) bool { return c.PeerID == cacheB }) {
+			t.Fatalf("sampled hand-out lacks the other location's cache: %v", got)
+		}
+	}
+	only := tr.HandoutWith(root, asker, 0, HandoutOptions{CrossManagedOnly: true})
+	for _, c := range only {
+		if c.PID != "a" && c.PeerID != cacheB {
+			t.Errorf("managed-only hand-out has end-user peer %s of %s", c.PeerID, c.PID)
+		}
+	}
+	if !slices.ContainsFunc(only, func(c Candidate) bool { return c.PeerID == cacheB }) {
+		t.Errorf("managed-only hand-out lacks the other location's cache")
+	}
+	if n := len(tr.HandoutWith(root, asker, 0, HandoutOptions{SamePID: true})); n == 0 {
+		t.Error("same-PID hand-out empty")
+	} else {
+		for _, c := range tr.HandoutWith(root, asker, 0, HandoutOptions{SamePID: true}) {
+			if c.PID != "a" {
+				t.Errorf("same-PID hand-out has %s of %s", c.PeerID, c.PID)
+			}
+		}
+	}
+	if !tr.Touch(cacheA) || tr.Touch("nobody") {
+		t.Error("Touch")
+	}
+}

@@ -209,6 +209,16 @@ func (c *EdgeClient) Announce(ctx context.Context, r AnnounceRequest) (AnnounceR
 	return out, err
 }
 
+// Orders asks for a managed cache's pre-positioning orders.
+func (c *EdgeClient) Orders(ctx context.Context, r OrdersRequest) (OrdersResponse, error) {
+	var out OrdersResponse
+	err := c.do(ctx, http.MethodPost, PathOrders, r, &out)
+	if len(out.Orders) > MaxOrders {
+		out.Orders = out.Orders[:MaxOrders]
+	}
+	return out, err
+}
+
 // Report tells the edge about a bad chunk.
 func (c *EdgeClient) Report(ctx context.Context, r ReportRequest) error {
 	return c.do(ctx, http.MethodPost, PathReport, r, nil)

@@ -24,6 +24,9 @@ const (
 	PathAnnounce = "/swarm/v1/announce"
 	// PathReport: POST ReportRequest → 204. A peer reports a bad chunk sender.
 	PathReport = "/swarm/v1/report"
+	// PathOrders: POST OrdersRequest → OrdersResponse. A managed cache asks
+	// for its pre-positioning orders and reports the ones it has carried out.
+	PathOrders = "/swarm/v1/orders"
 	// PathChunk: GET PathChunk + "{root hex}/{index}" → the raw chunk bytes
 	// (application/octet-stream, exact Content-Length).
 	PathChunk = "/swarm/v1/chunk/"
@@ -47,6 +50,10 @@ const (
 	// MaxReceived bounds AnnounceRequest.Received: a download keeps at most
 	// MaxHandout peer sources, and a few it has dropped may still be owed.
 	MaxReceived = 2 * MaxHandout
+	// MaxOrders and MaxOrderURLs bound the pre-positioning orders an edge
+	// keeps and the objects of one order.
+	MaxOrders    = 1000
+	MaxOrderURLs = 1000
 )
 
 // ChunkPath returns the request path of chunk index of the object root.
@@ -95,6 +102,11 @@ type RegisterRequest struct {
 	UploadBps int64 `json:"upload_bps,omitempty"`
 	// Name is a free-form label for logs and the demo.
 	Name string `json:"name,omitempty"`
+	// Managed registers a managed cache (domain 2); ManagedToken proves it
+	// (the edge's managed-cache token). A managed registration without the
+	// right token is refused with 403.
+	Managed      bool   `json:"managed,omitempty"`
+	ManagedToken string `json:"managed_token,omitempty"`
 }
 
 // RegisterResponse gives the peer its identity on this edge.
@@ -123,6 +135,10 @@ type AnnounceRequest struct {
 	// (at most MaxReceived), for the edge's usage counters. Bytes from
 	// edges are not reported: edges count what they send.
 	Received []Received `json:"received,omitempty"`
+	// ReceivedSeq numbers the Received report, from 1 up per download; a
+	// report whose answer was lost is sent again with the same number, and
+	// the edge applies each number once.
+	ReceivedSeq uint64 `json:"received_seq,omitempty"`
 }
 
 // Received is the bytes received from one source peer.
@@ -148,6 +164,35 @@ type PeerInfo struct {
 	// A peer agent asks a peer of non-zero cost only for chunks no peer of
 	// cost 0 holds.
 	Cost int `json:"cost,omitempty"`
+	// Managed: the peer is a managed cache (its bytes count as "cache").
+	Managed bool `json:"managed,omitempty"`
+}
+
+// OrdersRequest asks the edge for a managed cache's pre-positioning orders;
+// Done lists the ids of orders whose every object it now holds.
+type OrdersRequest struct {
+	PeerID string   `json:"peer_id"`
+	Token  string   `json:"token"`
+	Done   []string `json:"done,omitempty"`
+}
+
+// OrdersResponse lists the orders for the asking cache's location.
+type OrdersResponse struct {
+	Orders []Order `json:"orders"`
+	// PollIntervalMs is how often the cache should ask again.
+	PollIntervalMs int `json:"poll_interval_ms"`
+}
+
+// Order asks managed caches to fetch objects ahead of demand.
+type Order struct {
+	ID   string   `json:"id"`
+	URLs []string `json:"urls"`
+	// Window, if set, is "HH:MM-HH:MM" in the cache's local time (ParseWindow):
+	// transfers run only inside it. "" means at once.
+	Window string `json:"window,omitempty"`
+	// PIDs are the network locations whose managed caches carry out the
+	// order; empty means every managed cache.
+	PIDs []string `json:"pids,omitempty"`
 }
 
 // ReportRequest tells the edge that Offender sent a chunk that failed
