@@ -17,8 +17,9 @@ import (
 func newDemoCmd(g *globalFlags) *cobra.Command {
 	var (
 		cfg    demo.Config
-		cf     crowdFlags
-		asJSON bool
+		cf        crowdFlags
+		managedUp string
+		asJSON    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo [--peers N] [--size BYTES] [--json]",
@@ -36,6 +37,9 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			cfg.Size, cfg.EdgeUp, cfg.PeerUp, cfg.PeerDown, cfg.ChunkSize = c.size, c.edgeUp, c.peerUp, c.peerDown, c.chunk
+			if cfg.ManagedUp, err = units.ParseRate(managedUp); err != nil || cfg.ManagedUp == 0 {
+				return fmt.Errorf("--managed-up %q: want a finite rate such as 200 (Mbit/s) or 1Gbit", managedUp)
+			}
 			if !cmd.Flags().Changed("log-level") {
 				g.logLevel = "warn" // the progress line and summary are the demo's output
 			}
@@ -72,7 +76,9 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 	f.StringVar(&cf.chunk, "chunk-size", "0", "chunk size, a power of two such as 64KiB; 0 picks one")
 	f.IntVar(&cfg.BadPeers, "bad-peers", 0, "peers that corrupt every chunk they serve")
 	f.IntVar(&cfg.PIDs, "pids", 1, "network locations the peers are spread over (each its own loopback address in the edges' network map)")
-	f.StringVar(&cfg.CrossPID, "cross-pid", "allow", "whether peers may be handed peers in other locations (allow) or only their own (deny)")
+	f.StringVar(&cfg.CrossPID, "cross-pid", "allow", "whether peers may be handed peers in other locations (allow), only their own (deny), or others only if managed caches (managed-only)")
+	f.IntVar(&cfg.Managed, "managed", 0, "managed caches (cache j in location j mod --pids), ordered by their edge to fetch the file before the crowd starts")
+	f.StringVar(&managedUp, "managed-up", "200", "managed cache link rate (both ways), Mbit/s")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed for the generated content and scheduling randomness")
 	f.BoolVar(&cfg.MemoryStore, "memory-store", false, "keep peer chunks in memory instead of on disk")
 	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up after this long")
@@ -128,17 +134,17 @@ links: edge up %.0f Mbit/s, peer up %.0f / down %.0f Mbit/s
 
 completion   min %.1fs  median %.1fs  max %.1fs
 fluid bound  T* = %.1fs   max/T* = %.2f
-bytes        edge %s, peers %s
+bytes        edge %s, peers %s, managed caches %s (%d, pre-positioned in %.1fs)
 offload      %.3f  (limit %.3f at T*)
 integrity    every peer's SHA-256 matches the origin's: %s
 origin       %d fetch(es)
 bad peers    %d corrupt chunks detected, %d peer(s) banned; bad chunks stored: %d, served by honest peers: %d
-locations    %d PID(s), cross_pid %s: %s of peer bytes crossed locations, %.1f%% stayed in one
+locations    %d PID(s), cross_pid %s: %s of peer and cache bytes crossed locations, %.1f%% stayed in one
 `, r.Peers, r.BadPeers, r.Edges, units.Bytes(r.FileBytes), units.Bytes(int64(r.ChunkSize)),
 		r.EdgeUpMbit, r.PeerUpMbit, r.PeerDownMbit,
 		r.Completion.Min, r.Completion.Median, r.Completion.Max,
 		r.FluidBound, r.RatioToBound,
-		units.Bytes(r.BytesFromEdge), units.Bytes(r.BytesFromPeers),
+		units.Bytes(r.BytesFromEdge), units.Bytes(r.BytesFromPeers), units.Bytes(r.BytesFromManaged), r.Managed, r.PrePositionS,
 		r.Offload, r.OffloadLimit, ok(r.SHA256Match), r.OriginFetches,
 		r.CorruptChunksDetected, r.PeersBanned, r.BadChunksStored, r.BadChunksServedHonest,
 		r.PIDs, r.CrossPID, units.Bytes(r.CrossPIDBytes), 100*r.SamePIDShare)

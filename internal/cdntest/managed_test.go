@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeswarm/edgeswarm/internal/demo"
 	"github.com/edgeswarm/edgeswarm/internal/edge"
 	"github.com/edgeswarm/edgeswarm/internal/netem"
 	"github.com/edgeswarm/edgeswarm/internal/netmap"
@@ -142,5 +143,33 @@ func waitUntil(t *testing.T, limit time.Duration, what string, cond func() bool)
 			t.Fatalf("%s: not within %v", what, limit)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestDemoManagedCaches: the demo's managed caches are pre-positioned
+// before the crowd and then carry the crowd's edge load: the edge sends the
+// crowd at most one chunk per peer, and with cross_pid deny nothing crosses
+// locations.
+func TestDemoManagedCaches(t *testing.T) {
+	res, err := demo.Run(context.Background(), demo.Config{
+		Peers: 6, Size: 4 << 20, ChunkSize: 256 << 10, EdgeUp: 40e6, PeerUp: 20e6, PeerDown: 100e6, Seed: 3, Timeout: 2 * time.Minute,
+		PIDs: 2, CrossPID: edge.CrossPIDDeny, Managed: 2, ManagedUp: 100e6, MemoryStore: true,
+	}, Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("managed: %d bytes from caches, %d from peers, %d from the edge; pre-positioned in %.2fs; edge account %+v",
+		res.BytesFromManaged, res.BytesFromPeers, res.BytesFromEdge, res.PrePositionS, res.EdgeUsage)
+	switch {
+	case !res.SHA256Match:
+		t.Error("a peer's bytes differ from the origin's")
+	case res.BytesFromManaged == 0:
+		t.Error("no byte from the managed caches")
+	case res.BytesFromEdge > int64(res.Peers*res.ChunkSize):
+		t.Errorf("the crowd got %d bytes from the edge, want at most one chunk per peer (%d)", res.BytesFromEdge, res.Peers*res.ChunkSize)
+	case res.CrossPIDBytes != 0 || res.EdgeUsage.CrossPIDBytes != 0:
+		t.Errorf("cross_pid deny: %d (agents) / %d (edge) bytes crossed locations", res.CrossPIDBytes, res.EdgeUsage.CrossPIDBytes)
+	case res.EdgeUsage.CacheBytes != res.BytesFromManaged:
+		t.Errorf("the edge counts %d cache bytes, the peers received %d", res.EdgeUsage.CacheBytes, res.BytesFromManaged)
 	}
 }

@@ -49,9 +49,16 @@ type Config struct {
 	// location i mod PIDs, each its own loopback address under the edges'
 	// network map); 0 or 1 means one location and no map.
 	PIDs int
-	// CrossPID is the edges' cross_pid policy: "allow" ("" too) or "deny".
+	// CrossPID is the edges' cross_pid policy: "allow" ("" too), "deny" or
+	// "managed-only".
 	CrossPID string
-	Seed     uint64 // content and scheduling randomness; 0 means 1
+	// Managed starts this many managed caches before the crowd (cache j in
+	// location j mod PIDs), which the edges order to fetch the object
+	// (pre-positioning); ManagedUp is their link rate both ways, 0 meaning
+	// 200 Mbit/s.
+	Managed   int
+	ManagedUp float64
+	Seed      uint64 // content and scheduling randomness; 0 means 1
 	// Dir holds the origin file, caches and peer stores; "" means a
 	// temporary directory removed at the end.
 	Dir string
@@ -85,6 +92,9 @@ func (c Config) applyDefaults() Config {
 	if c.Seed == 0 {
 		c.Seed = 1
 	}
+	if c.ManagedUp == 0 {
+		c.ManagedUp = 200e6
+	}
 	if c.Timeout == 0 {
 		c.Timeout = 10 * time.Minute
 	}
@@ -107,8 +117,12 @@ func (c Config) validate() error {
 		return errors.New("rates must not be negative")
 	case c.PIDs < 0 || c.PIDs > 200:
 		return fmt.Errorf("pids %d: want 0..200 (one loopback address each)", c.PIDs)
-	case c.CrossPID != "" && c.CrossPID != edge.CrossPIDAllow && c.CrossPID != edge.CrossPIDDeny:
-		return fmt.Errorf("cross-pid %q: want %q or %q", c.CrossPID, edge.CrossPIDAllow, edge.CrossPIDDeny)
+	case c.CrossPID != "" && c.CrossPID != edge.CrossPIDAllow && c.CrossPID != edge.CrossPIDDeny && c.CrossPID != edge.CrossPIDManagedOnly:
+		return fmt.Errorf("cross-pid %q: want %q, %q or %q", c.CrossPID, edge.CrossPIDAllow, edge.CrossPIDDeny, edge.CrossPIDManagedOnly)
+	case c.Managed < 0 || c.Managed > 50:
+		return fmt.Errorf("managed %d: want 0..50", c.Managed)
+	case c.ManagedUp < 0:
+		return errors.New("rates must not be negative")
 	}
 	return nil
 }
@@ -132,16 +146,21 @@ type Stats struct {
 
 // Result is the demo's report; its JSON is what `edgeswarm demo --json` prints.
 type Result struct {
-	Peers                 int     `json:"peers"`
-	Edges                 int     `json:"edges"`
-	BadPeers              int     `json:"bad_peers"`
-	FileBytes             int64   `json:"file_bytes"`
-	ChunkSize             int     `json:"chunk_size"`
-	EdgeUpMbit            float64 `json:"edge_up_mbit"`
-	PeerUpMbit            float64 `json:"peer_up_mbit"`
-	PeerDownMbit          float64 `json:"peer_down_mbit"`
-	BytesFromEdge         int64   `json:"bytes_from_edge"`
-	BytesFromPeers        int64   `json:"bytes_from_peers"`
+	Peers          int     `json:"peers"`
+	Edges          int     `json:"edges"`
+	BadPeers       int     `json:"bad_peers"`
+	FileBytes      int64   `json:"file_bytes"`
+	ChunkSize      int     `json:"chunk_size"`
+	EdgeUpMbit     float64 `json:"edge_up_mbit"`
+	PeerUpMbit     float64 `json:"peer_up_mbit"`
+	PeerDownMbit   float64 `json:"peer_down_mbit"`
+	BytesFromEdge  int64   `json:"bytes_from_edge"`
+	BytesFromPeers int64   `json:"bytes_from_peers"`
+	// Managed caches (Config.Managed): how many, the bytes the crowd got
+	// from them, and how long pre-positioning took before the crowd.
+	Managed               int     `json:"managed"`
+	BytesFromManaged      int64   `json:"bytes_from_managed"`
+	PrePositionS          float64 `json:"preposition_s"`
 	Offload               float64 `json:"offload"`
 	OffloadLimit          float64 `json:"offload_limit"`
 	Completion            Stats   `json:"completion_s"`
@@ -229,6 +248,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (res Result, err err
 		return res, err
 	}
 	ring := core.NewKeyRing(key.Public().(ed25519.PublicKey))
+	token := managedToken()
 	nm, err := demoNetworkMap(cfg.PIDs)
 	if err != nil {
 		return res, err
@@ -237,13 +257,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (res Result, err err
 	edges := make([]*edge.Server, cfg.Edges)
 	for i := range edges {
 		e, err := edge.New(edge.Config{
-			Origin:     originURL,
-			CacheDir:   filepath.Join(dir, fmt.Sprintf("edge-%d", i)),
-			CacheSize:  max(4*cfg.Size, 1<<30),
-			ChunkSize:  cfg.ChunkSize,
-			SigningKey: key,
-			NetworkMap: nm,
-			CrossPID:   cfg.CrossPID,
+			Origin:             originURL,
+			CacheDir:           filepath.Join(dir, fmt.Sprintf("edge-%d", i)),
+			CacheSize:          max(4*cfg.Size, 1<<30),
+			ChunkSize:          cfg.ChunkSize,
+			SigningKey:         key,
+			NetworkMap:         nm,
+			CrossPID:           cfg.CrossPID,
+			ManagedToken:       token,
+			OrdersPollInterval: 100 * time.Millisecond,
 		}, edge.Deps{Logger: log.With("role", "edge", "node", i), Rand: mrand.New(mrand.NewPCG(cfg.Seed, uint64(i)))})
 		if err != nil {
 			return res, fmt.Errorf("edge %d: %w", i, err)
@@ -253,6 +275,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (res Result, err err
 		if edgeURLs[i], err = serve(e.Serve, netem.NewLink(cfg.EdgeUp, 0)); err != nil {
 			return res, err
 		}
+	}
+
+	// Managed caches hold the object before the crowd starts.
+	prepos, cachePIDs, err := startManaged(ctx, cfg, dir, token, objectURL, edges, edgeURLs, ring, log, &closers)
+	if err != nil {
+		return res, err
 	}
 
 	// Peers: the first BadPeers corrupt what they serve.
@@ -367,6 +395,7 @@ wait:
 		st := n.dl.Stats()
 		res.BytesFromEdge += st.Bytes[peer.KindEdge]
 		res.BytesFromPeers += st.Bytes[peer.KindPeer]
+		res.BytesFromManaged += st.Bytes[peer.KindCache]
 		res.CorruptChunksDetected += st.CorruptChunks
 		for _, id := range st.Banned {
 			banned[id] = true
@@ -390,17 +419,19 @@ wait:
 		}
 	}
 	res.PIDs, res.CrossPID = max(cfg.PIDs, 1), cmp.Or(cfg.CrossPID, edge.CrossPIDAllow)
-	res.CrossPIDBytes, res.SamePIDShare = crossPID(nodes)
+	res.CrossPIDBytes, res.SamePIDShare = crossPID(nodes, cachePIDs)
 	sort.Float64s(times)
 	res.Peers, res.Edges, res.BadPeers, res.FileBytes = cfg.Peers, cfg.Edges, cfg.BadPeers, cfg.Size
 	res.ChunkSize = nodes[0].dl.Manifest().ChunkSize
 	res.EdgeUpMbit, res.PeerUpMbit, res.PeerDownMbit = cfg.EdgeUp/1e6, cfg.PeerUp/1e6, cfg.PeerDown/1e6
-	if total := res.BytesFromEdge + res.BytesFromPeers; total > 0 {
-		res.Offload = float64(res.BytesFromPeers) / float64(total)
+	if total := res.BytesFromEdge + res.BytesFromPeers + res.BytesFromManaged; total > 0 {
+		res.Offload = float64(res.BytesFromPeers+res.BytesFromManaged) / float64(total)
 	}
+	res.Managed, res.PrePositionS = cfg.Managed, prepos.Seconds()
 	res.Completion = Stats{Min: times[0], Median: median(times), Max: times[len(times)-1]}
-	// The edge tier's capacity is every edge's uplink together.
-	edgeTier := cfg.EdgeUp * float64(cfg.Edges)
+	// The edge tier's capacity is every edge's uplink together, and the
+	// managed caches' (they hold the whole object from the start).
+	edgeTier := cfg.EdgeUp*float64(cfg.Edges) + cfg.ManagedUp*float64(cfg.Managed)
 	res.FluidBound = fluid.Bound(cfg.Peers, cfg.Size, edgeTier, cfg.PeerUp, cfg.PeerDown)
 	res.OffloadLimit = fluid.OffloadLimit(cfg.Peers, cfg.Size, edgeTier, res.FluidBound)
 	if res.FluidBound > 0 {
@@ -521,17 +552,21 @@ func demoNetworkMap(k int) (*netmap.Map, error) {
 	return netmap.Parse([]byte(b.String()))
 }
 
-// crossPID sums the peer bytes each peer received from peers in another
-// location, and the share of peer bytes that came from its own.
-func crossPID(nodes []*node) (cross int64, sameShare float64) {
+// crossPID sums the peer and managed-cache bytes each peer received from
+// another location, and the share of those bytes that came from its own;
+// caches maps the managed caches' peer IDs to their locations.
+func crossPID(nodes []*node, caches map[string]int) (cross int64, sameShare float64) {
 	pidByID := map[string]int{}
+	for id, pid := range caches {
+		pidByID[id] = pid
+	}
 	for _, n := range nodes {
 		pidByID[n.agent.PeerID()] = n.pid
 	}
 	var same int64
 	for _, n := range nodes {
 		for _, src := range n.dl.Stats().Sources {
-			if src.Kind != peer.KindPeer {
+			if src.Kind == peer.KindEdge {
 				continue
 			}
 			if p, ok := pidByID[src.ID]; ok && p == n.pid {
