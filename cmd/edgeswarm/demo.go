@@ -16,7 +16,7 @@ import (
 
 func newDemoCmd(g *globalFlags) *cobra.Command {
 	var (
-		cfg    demo.Config
+		cfg       demo.Config
 		cf        crowdFlags
 		managedUp string
 		asJSON    bool
