@@ -173,3 +173,50 @@ func TestDemoManagedCaches(t *testing.T) {
 		t.Errorf("the edge counts %d cache bytes, the peers received %d", res.EdgeUsage.CacheBytes, res.BytesFromManaged)
 	}
 }
+
+// TestPrePositioningWindowCloses: a transfer still running when its window
+// closes is stopped, and resumes in the next window from the chunks held:
+// the edge sends the object about once.
+func TestPrePositioningWindowCloses(t *testing.T) {
+	const token = "managed-cache-token-for-tests"
+	const size, chunk = 4 << 20, 128 << 10
+	_, originURL := Origin(t, map[string][]byte{"/v/late.bin": RandomBytes(size, 12)})
+	key, ring := Key(t)
+	e, err := edge.New(edge.Config{Origin: originURL, CacheDir: t.TempDir(), ChunkSize: chunk, SigningKey: key,
+		ManagedToken: token, OrdersPollInterval: 100 * time.Millisecond},
+		edge.Deps{Logger: Logger(t), Rand: rand.New(rand.NewPCG(1, 2))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	edgeURL := Serve(t, e.Serve, netem.Link{})
+	clk := &offsetClock{}
+	// 04:59:59 plus whatever the setup takes: the window closes about a
+	// second into a transfer that needs four (8 Mbit/s for 4 MiB).
+	now := time.Now()
+	clk.off.Store(int64(time.Date(now.Year(), now.Month(), now.Day(), 4, 59, 59, 0, time.Local).Sub(now)))
+	cache := PeerOn(t, "127.0.0.1", peer.Config{Edge: edgeURL, Keys: ring, Managed: true, ManagedToken: token},
+		peer.Deps{Now: clk.Now}, netem.NewLink(0, 8e6), 1, nil)
+	if _, err := e.PlaceOrder(wire.Order{URLs: []string{"/v/late.bin"}, Window: "01:00-05:00"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); cache.RunOrders(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	waitUntil(t, 20*time.Second, "the transfer stopped at 05:00", func() bool { return cache.OrderStats().Stopped == 1 })
+	stoppedAt := e.Stats().ChunkBytesServed
+	time.Sleep(500 * time.Millisecond) // outside the window: nothing more
+	if n := e.Stats().ChunkBytesServed; n > stoppedAt+2*chunk || n >= size {
+		t.Fatalf("after the window closed the edge sent %d more bytes (%d of %d in all)", n-stoppedAt, n, size)
+	}
+	clk.setTimeOfDay(1, 0) // the next night
+	waitUntil(t, 30*time.Second, "the order carried out", func() bool { return len(cache.OrderStats().Done) == 1 })
+	total := e.Stats().ChunkBytesServed
+	t.Logf("stopped at 05:00 with %d of %d bytes sent; done after %d", stoppedAt, size, total)
+	if total > size+8*chunk {
+		t.Errorf("the edge sent %d bytes for a %d-byte object: the second window did not resume from the chunks held", total, size)
+	}
+}

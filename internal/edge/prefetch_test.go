@@ -178,3 +178,28 @@ func TestPrefetchOrders(t *testing.T) {
 		t.Errorf("GET /prefetch: %d %s", code, out)
 	}
 }
+
+// TestOrderBookBound: past wire.MaxOrders orders the book refuses more
+// (409) and keeps what it has.
+func TestOrderBookBound(t *testing.T) {
+	clk := newClock()
+	e := newEdge(t, newOrigin(t, clk), clk, nil)
+	e.orders.mu.Lock()
+	for i := range wire.MaxOrders {
+		e.orders.orders = append(e.orders.orders, &Order{Order: wire.Order{ID: string(rune('a' + i%26)), URLs: []string{"/x"}}})
+	}
+	e.orders.mu.Unlock()
+	if _, err := e.PlaceOrder(wire.Order{URLs: []string{"/y"}}); err == nil || !strings.Contains(err.Error(), "order book full") {
+		t.Errorf("order %d: %v, want the book full", wire.MaxOrders+1, err)
+	}
+	if n := len(e.Orders()); n != wire.MaxOrders {
+		t.Errorf("%d orders kept, want %d", n, wire.MaxOrders)
+	}
+	many := make([]string, wire.MaxOrderURLs+1)
+	for i := range many {
+		many[i] = "/o"
+	}
+	if _, err := e.PlaceOrder(wire.Order{URLs: many}); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Errorf("an order of %d urls: %v", len(many), err)
+	}
+}
