@@ -44,6 +44,8 @@ const (
 	MaxJSONBody     = 1 << 20
 	MaxManifestBody = 64 << 20
 	MaxHandout      = 200
+	// MaxRevocations bounds the revocations one announce response lists.
+	MaxRevocations = 1000
 )
 
 // ChunkPath returns the request path of chunk index of the object root.
@@ -92,6 +94,15 @@ type RegisterRequest struct {
 	UploadBps int64 `json:"upload_bps,omitempty"`
 	// Name is a free-form label for logs and the demo.
 	Name string `json:"name,omitempty"`
+
+	// PublicKey is the peer's ed25519 identity key (32 bytes); the edge
+	// names the peer core.PeerIDOf(PublicKey). Time (Unix milliseconds,
+	// within RequestSkew of the edge's clock and later than the peer's
+	// previous registration) and Signature (by that key over the request
+	// and the edge's host, SignRegister) prove the peer holds the key now.
+	PublicKey []byte `json:"public_key,omitempty"`
+	Time      int64  `json:"time,omitempty"`
+	Signature []byte `json:"signature,omitempty"`
 }
 
 // RegisterResponse gives the peer its identity on this edge.
@@ -101,6 +112,9 @@ type RegisterResponse struct {
 	Token string `json:"token"`
 	// AnnounceIntervalMs is how often the peer should announce.
 	AnnounceIntervalMs int `json:"announce_interval_ms"`
+	// Ticket is the peer's ticket (core.Ticket encoding), shown to other
+	// peers on chunk requests.
+	Ticket []byte `json:"ticket,omitempty"`
 }
 
 // AnnounceRequest tells the edge what the peer holds of one object and asks
@@ -115,6 +129,12 @@ type AnnounceRequest struct {
 	Want int `json:"want,omitempty"`
 	// Leaving removes the peer from this object's swarm.
 	Leaving bool `json:"leaving,omitempty"`
+	// RenewTicket asks for a fresh ticket in the response.
+	RenewTicket bool `json:"renew_ticket,omitempty"`
+	// RevokedSince is the newest Revocation.At the peer holds (Unix
+	// milliseconds); the response lists only revocations from then on. 0
+	// means every revocation still in force.
+	RevokedSince int64 `json:"revoked_since,omitempty"`
 }
 
 // AnnounceResponse is the hand-out: peers that hold chunks of the object,
@@ -122,6 +142,20 @@ type AnnounceRequest struct {
 type AnnounceResponse struct {
 	Peers              []PeerInfo `json:"peers"`
 	AnnounceIntervalMs int        `json:"announce_interval_ms"`
+	// Ticket is a fresh ticket when the request asked for one.
+	Ticket []byte `json:"ticket,omitempty"`
+	// Revoked lists peer identities whose tickets must be refused, newest
+	// first, at most MaxRevocations.
+	Revoked []Revocation `json:"revoked,omitempty"`
+}
+
+// Revocation tells peers to refuse PeerID's chunk requests until Until
+// (Unix milliseconds), by when every ticket the peer was given has
+// expired. At is when the edge revoked it.
+type Revocation struct {
+	PeerID string `json:"peer_id"`
+	At     int64  `json:"at"`
+	Until  int64  `json:"until"`
 }
 
 // PeerInfo is one handed-out peer.
