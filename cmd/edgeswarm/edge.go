@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgeswarm/edgeswarm/internal/edge"
+	"github.com/edgeswarm/edgeswarm/internal/keyfile"
 	"github.com/edgeswarm/edgeswarm/internal/netmap"
 	"github.com/edgeswarm/edgeswarm/internal/swarm"
 	"github.com/edgeswarm/edgeswarm/internal/units"
@@ -94,7 +95,7 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 			if keyArg == "" {
 				keyArg = filepath.Join(cfg.CacheDir, "edge.key")
 			}
-			if cfg.SigningKey, err = edge.LoadOrCreateKey(keyArg); err != nil {
+			if cfg.SigningKey, err = keyfile.LoadOrCreate(keyArg); err != nil {
 				return err
 			}
 			if adminListen != "" {
