@@ -22,9 +22,11 @@ import (
 //	Authorization: EdgeswarmTicket ticket=<base64url>, time=<unix ms>, sig=<base64url>
 //
 // ticket is the requester's core.Ticket; sig is its identity key's
-// ed25519 signature over the method, the Host, the path and time
-// (ChunkSigningBytes), so a ticket seen by one peer cannot be used by it,
-// nor a request replayed to another peer or for another chunk.
+// ed25519 signature over the Host the request is for and time
+// (ProofSigningBytes): a ticket seen by the peer it was shown to cannot be
+// used by that peer, nor shown to another peer. A requester may reuse one
+// proof for ProofReuse, so it signs about once per peer and period and the
+// receiver checks each (ticket, proof) once.
 const AuthScheme = "EdgeswarmTicket"
 
 // Limits of the authentication messages.
@@ -32,10 +34,12 @@ const (
 	// MaxAuthorizationLen bounds the Authorization header a peer parses.
 	MaxAuthorizationLen = 1024
 	// RequestSkew is how far a signed request's time may be from the
-	// receiver's clock, either way. It bounds how long a captured request
-	// could be replayed (to the same receiver, for the same chunk).
+	// receiver's clock, either way. It bounds how long a captured proof
+	// could be replayed (to the same receiver).
 	RequestSkew = 5 * time.Minute
-	maxHostLen  = 512
+	// ProofReuse is how long a requester may reuse one proof for one peer.
+	ProofReuse = 30 * time.Second
+	maxHostLen = 512
 )
 
 // Errors of request authentication.
@@ -60,13 +64,12 @@ func (c ChunkAuth) String() string {
 		", sig=" + base64.RawURLEncoding.EncodeToString(c.Sig)
 }
 
-// ChunkSigningBytes is what a requester signs for a chunk request.
-func ChunkSigningBytes(method, host, path string, at time.Time) []byte {
+// ProofSigningBytes is what a requester signs to show its ticket to the
+// peer reached at host.
+func ProofSigningBytes(host string, at time.Time) []byte {
 	var b bytes.Buffer
-	b.WriteString("edgeswarm-chunk-request-v1\x00")
-	putField(&b, method)
+	b.WriteString("edgeswarm-peer-proof-v1\x00")
 	putField(&b, strings.ToLower(host))
-	putField(&b, path)
 	putField(&b, strconv.FormatInt(at.UnixMilli(), 10))
 	return b.Bytes()
 }
@@ -80,16 +83,25 @@ func putField(b *bytes.Buffer, s string) {
 	b.WriteString(s[:n])
 }
 
-// SignChunkRequest sets req's Authorization to ticket with a proof by key
-// (the key the ticket names) made at now.
-func SignChunkRequest(req *http.Request, ticket []byte, key ed25519.PrivateKey, now time.Time) {
-	host := req.Host
-	if host == "" {
-		host = req.URL.Host
-	}
+// NewChunkAuth returns ticket with a proof by key (the key the ticket
+// names), made at now, for the peer reached at host.
+func NewChunkAuth(ticket []byte, key ed25519.PrivateKey, host string, now time.Time) ChunkAuth {
 	at := time.UnixMilli(now.UnixMilli())
-	c := ChunkAuth{Ticket: ticket, Time: at, Sig: ed25519.Sign(key, ChunkSigningBytes(req.Method, host, req.URL.Path, at))}
-	req.Header.Set("Authorization", c.String())
+	return ChunkAuth{Ticket: ticket, Time: at, Sig: ed25519.Sign(key, ProofSigningBytes(host, at))}
+}
+
+// RequestHost is the Host a request is sent with.
+func RequestHost(req *http.Request) string {
+	if req.Host != "" {
+		return req.Host
+	}
+	return req.URL.Host
+}
+
+// SignChunkRequest sets req's Authorization to ticket with a fresh proof
+// by key.
+func SignChunkRequest(req *http.Request, ticket []byte, key ed25519.PrivateKey, now time.Time) {
+	req.Header.Set("Authorization", NewChunkAuth(ticket, key, RequestHost(req), now).String())
 }
 
 // ParseChunkAuth parses an Authorization header value strictly: the
@@ -156,13 +168,21 @@ func ParseChunkAuth(v string) (ChunkAuth, error) {
 	return c, nil
 }
 
-// VerifyProof checks that c's signature over the request (method, host,
-// path) is pub's and that its time is within RequestSkew of now.
-func (c ChunkAuth) VerifyProof(pub ed25519.PublicKey, method, host, path string, now time.Time) error {
+// CheckTime checks that c's proof time is within RequestSkew of now.
+func (c ChunkAuth) CheckTime(now time.Time) error {
 	if d := now.Sub(c.Time); d > RequestSkew || d < -RequestSkew {
 		return fmt.Errorf("%w: off by %v (allowed ±%v): check the clocks", ErrRequestTime, d.Truncate(time.Second), RequestSkew)
 	}
-	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, ChunkSigningBytes(method, host, path, c.Time), c.Sig) {
+	return nil
+}
+
+// VerifyProof checks that c's proof is pub's signature for host and that
+// its time is within RequestSkew of now.
+func (c ChunkAuth) VerifyProof(pub ed25519.PublicKey, host string, now time.Time) error {
+	if err := c.CheckTime(now); err != nil {
+		return err
+	}
+	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, ProofSigningBytes(host, c.Time), c.Sig) {
 		return ErrBadProof
 	}
 	return nil
