@@ -155,7 +155,8 @@ type PurgeResponse struct {
 	Soft   bool   `json:"soft"`
 }
 
-// AdminHandler serves the purge API; it is meant for its own listener
+// AdminHandler serves the purge API and peer revocation
+// (handlePeersAdmin); it is meant for its own listener
 // (edge --admin-listen), never the public one. With no token configured
 // every request is refused.
 func (s *Server) AdminHandler() http.Handler {
@@ -168,6 +169,9 @@ func (s *Server) handleAdmin(w http.ResponseWriter, r *http.Request) error {
 	if !s.adminAuthorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="edgeswarm admin"`)
 		return errorf(http.StatusUnauthorized, "admin token missing or wrong")
+	}
+	if strings.HasPrefix(r.URL.Path, "/peers/") {
+		return s.handlePeersAdmin(w, r)
 	}
 	soft := r.Header.Get("Fastly-Soft-Purge") == "1" || r.Header.Get("Soft-Purge") == "1"
 	var n int
@@ -202,7 +206,7 @@ func (s *Server) handleAdmin(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	default:
-		return errorf(http.StatusNotFound, "admin: %s %s: want PURGE /path, POST /purge, /purge/key/KEY or /purge_all", r.Method, truncate(r.URL.Path, 80))
+		return errorf(http.StatusNotFound, "admin: %s %s: want PURGE /path, POST /purge, /purge/key/KEY, /purge_all or /peers/revoke, /peers/unrevoke, GET /peers/revoked", r.Method, truncate(r.URL.Path, 80))
 	}
 	s.log.Info("purge", "method", r.Method, "path", truncate(r.URL.Path, 200), "soft", soft, "purged", n)
 	w.Header().Set("Content-Type", "application/json")

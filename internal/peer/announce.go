@@ -33,6 +33,7 @@ func (d *Download) announceLoop() {
 			var resp wire.AnnounceResponse
 			resp, err = d.announce(sess)
 			if err == nil {
+				a.takeAnnounce(resp)
 				failures = 0
 				if edgeIv := ms(resp.AnnounceIntervalMs); edgeIv > next {
 					next = edgeIv
@@ -89,6 +90,9 @@ func (d *Download) announce(sess session) (wire.AnnounceResponse, error) {
 		Root:   d.m.Root.String(),
 		Have:   d.haveBytes(),
 		Want:   d.a.cfg.MaxPeers,
+
+		RenewTicket:  d.a.wantTicket(),
+		RevokedSince: d.a.revokedSince(),
 	})
 }
 

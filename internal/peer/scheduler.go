@@ -596,7 +596,7 @@ func (l *loop) onHandout(h handout) {
 				continue
 			}
 			s = &srcState{
-				src:  &httpSource{id: p.PeerID, kind: KindPeer, base: "http://" + p.Addr, hc: l.a.hc, self: l.a.PeerID},
+				src:  l.a.peerSource(p.PeerID, p.Addr),
 				kind: KindPeer,
 				addr: p.Addr,
 				have: newBitset(l.n),
