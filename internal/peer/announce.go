@@ -52,14 +52,14 @@ func (d *Download) announceLoop() {
 				case http.StatusForbidden:
 					// Banned: the edge hands us out no more and will not take us
 					// back; keep downloading from the sources we have.
-					a.log.Warn("the edge refuses this peer's announces (banned); continuing without the swarm", "root", d.m.Root.Short(), "err", err)
+					a.log.Warn("the edge refuses this peer's announces (banned or revoked); continuing without the swarm", "root", d.m.Root.Short(), "err", err)
 					return
 				}
 			}
 		} else {
 			failures++
 			if wire.StatusCode(err) == http.StatusForbidden {
-				a.log.Warn("the edge refuses this peer (banned); continuing without the swarm", "root", d.m.Root.Short(), "err", err)
+				a.log.Warn("the edge refuses this peer (banned or revoked); continuing without the swarm", "root", d.m.Root.Short(), "err", err)
 				return
 			}
 		}
