@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgeswarm/edgeswarm/internal/edge"
+	"github.com/edgeswarm/edgeswarm/internal/keyfile"
 	"github.com/edgeswarm/edgeswarm/internal/netmap"
 	"github.com/edgeswarm/edgeswarm/internal/swarm"
 	"github.com/edgeswarm/edgeswarm/internal/units"
@@ -95,7 +96,7 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 			if keyArg == "" {
 				keyArg = filepath.Join(cfg.CacheDir, "edge.key")
 			}
-			if cfg.SigningKey, err = edge.LoadOrCreateKey(keyArg); err != nil {
+			if cfg.SigningKey, err = keyfile.LoadOrCreate(keyArg); err != nil {
 				return err
 			}
 			if adminListen != "" {
@@ -170,9 +171,10 @@ func newEdgeCmd(g *globalFlags) *cobra.Command {
 	f.DurationVar(&cfg.ClientSendTimeout, "client-send-timeout", time.Minute, "close a client connection whose writes make no progress for this long")
 	f.Int64Var(&cfg.MaxRequestBody, "max-request-body", 1<<30, "largest request body passed to the origin (POST, PUT, …), bytes; larger get 413")
 	f.IntVar(&cfg.Swarm.AnnounceBudget, "announce-budget", swarm.DefaultAnnounceBudget, "announces per second one object's swarm may cost: peers are told to announce every members/budget seconds when that exceeds 500ms (at most the peer TTL / 2); -1 means every 500ms whatever the swarm's size")
+	f.DurationVar(&cfg.TicketTTL, "ticket-ttl", 10*time.Minute, "lifetime of the tickets peers show each other (renewed at half-life in announces); a revoked peer's last ticket is refused by peers told of the revocation, and lapses at most this long after it")
 	f.IntVar(&cfg.MaxChunkUploads, "max-chunk-uploads", 64, "chunk uploads served at once; past it peers get 503 and ask again shortly")
 	f.StringVar(&keyArg, "key-file", "", "ed25519 manifest-signing key file (default CACHE-DIR/edge.key; created if absent)")
-	f.StringVar(&adminListen, "admin-listen", "", "address of the admin listener (purge API); keep it private")
+	f.StringVar(&adminListen, "admin-listen", "", "address of the admin listener (purge API, peer revocation); keep it private")
 	f.StringVar(&netMapFile, "network-map", "", "network map and cost map (YAML pids/costs, or an ALTO server's JSON): peers are handed peers in their own network location first, then by cost")
 	f.StringVar(&cfg.CrossPID, "cross-pid", "allow", "with --origin: whether peers may be handed peers in other network locations (allow), only their own (deny), or others only if managed caches (managed-only)")
 	f.StringVar(&managedTokenFile, "managed-token-file", "", "file holding the token managed caches (peer --managed) register with; default: $EDGESWARM_MANAGED_TOKEN; none refuses managed caches")
@@ -216,6 +218,7 @@ func overlayFlags(file, flags edge.Config, changed func(string) bool) edge.Confi
 		"client-send-timeout":        func() { file.ClientSendTimeout = flags.ClientSendTimeout },
 		"max-request-body":           func() { file.MaxRequestBody = flags.MaxRequestBody },
 		"cross-pid":                  func() { file.CrossPID = flags.CrossPID },
+		"ticket-ttl":                 func() { file.TicketTTL = flags.TicketTTL },
 	} {
 		if changed(name) {
 			apply()

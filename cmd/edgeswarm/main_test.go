@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeswarm/edgeswarm/internal/core"
+	"github.com/edgeswarm/edgeswarm/internal/keyfile"
 )
 
 // binary builds edgeswarm once for the tests of this file.
@@ -133,8 +137,17 @@ func TestBinaryEndToEnd(t *testing.T) {
 	}
 
 	// A peer agent; its player endpoint serves a Range while downloading.
-	start(t, bin, "peer", "--edge", edgeURL, "--listen", peerAddr, "--player-listen", playerAddr,
-		"--data-dir", filepath.Join(t.TempDir(), "peer"), "--trust-key", key)("peer serving")
+	// Its identity key is created in its data dir, readable only by it, and
+	// names it.
+	peerDir := filepath.Join(t.TempDir(), "peer")
+	peerID := start(t, bin, "peer", "--edge", edgeURL, "--listen", peerAddr, "--player-listen", playerAddr,
+		"--data-dir", peerDir, "--trust-key", key)(`peer serving.* peer_id=([0-9a-f]{32})`)
+	if st, err := os.Stat(filepath.Join(peerDir, "peer.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("peer key file: %v, mode %v; want 0600", err, st.Mode())
+	}
+	if idKey, err := keyfile.LoadOrCreate(filepath.Join(peerDir, "peer.key")); err != nil || core.PeerIDOf(idKey.Public().(ed25519.PublicKey)) != peerID {
+		t.Fatalf("peer_id %s is not that of the key file (%v)", peerID, err)
+	}
 	req, _ := http.NewRequest(http.MethodGet, "http://"+playerAddr+"/content/big.bin", nil)
 	req.Header.Set("Range", "bytes=1000000-1999999")
 	resp, err = http.DefaultClient.Do(req)

@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/edgeswarm/edgeswarm/internal/chunkstore"
+	"github.com/edgeswarm/edgeswarm/internal/keyfile"
 	"github.com/edgeswarm/edgeswarm/internal/netem"
 	"github.com/edgeswarm/edgeswarm/internal/peer"
 	"github.com/edgeswarm/edgeswarm/internal/units"
@@ -23,6 +25,7 @@ const managedMaxUploads = 64
 
 type peerFlags struct {
 	listen, advertise, player, dataDir string
+	keyFile                            string
 	edges, trustKeys, prefetch         []string
 	upLimit, downLimit                 string
 	maxUploads                         int
@@ -37,7 +40,9 @@ func newPeerCmd(g *globalFlags) *cobra.Command {
 		Short: "Run a peer agent: download from the edge and peers, serve chunks onward",
 		Long: "peer registers with --edge, downloads objects in parallel from the edge and from the\n" +
 			"peers the edge hands out, verifies every chunk against the signed manifest, stores\n" +
-			"chunks under --data-dir and serves them to other peers on --listen.\n\n" +
+			"chunks under --data-dir and serves them to other peers on --listen.\n" +
+			"The peer's identity is the ed25519 key in --key-file (created if absent): the edge\n" +
+			"names the peer after it and issues the tickets other peers ask for before serving it.\n\n" +
 			"Players and browsers use the local endpoint on --player-listen:\n" +
 			"  curl http://127.0.0.1:7070/content/videos/a.mp4   (Range and seeking work)\n" +
 			"which streams the object in order while it downloads.",
@@ -61,6 +66,7 @@ func newPeerCmd(g *globalFlags) *cobra.Command {
 	f.StringVar(&pf.advertise, "advertise", "", "host:port announced to the edge (default: the --listen address)")
 	f.StringVar(&pf.player, "player-listen", "127.0.0.1:7070", "address of the local player endpoint; empty disables it")
 	f.StringVar(&pf.dataDir, "data-dir", "", "directory for verified chunks (required)")
+	f.StringVar(&pf.keyFile, "key-file", "", "ed25519 identity key file (default DATA-DIR/peer.key; created with mode 0600 if absent)")
 	f.StringArrayVar(&pf.trustKeys, "trust-key", nil, "edge-tier public key (hex or file) to verify manifests; repeatable (default: fetch from the edge)")
 	f.StringArrayVar(&pf.prefetch, "prefetch", nil, "object path to download at start, e.g. /videos/a.mp4; repeatable")
 	f.StringVar(&pf.upLimit, "upload-limit", "0", "cap on upload to other peers, e.g. 20Mbit (0 = none)")
@@ -108,6 +114,14 @@ func runPeer(ctx context.Context, pf peerFlags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	keyPath := pf.keyFile
+	if keyPath == "" {
+		keyPath = filepath.Join(pf.dataDir, "peer.key")
+	}
+	identity, err := keyfile.LoadOrCreate(keyPath)
+	if err != nil {
+		return fmt.Errorf("--key-file: %w", err)
+	}
 	store, err := chunkstore.NewDisk(pf.dataDir)
 	if err != nil {
 		return err
@@ -133,7 +147,7 @@ func runPeer(ctx context.Context, pf peerFlags, log *slog.Logger) error {
 		}
 	}
 	a, err := peer.New(peer.Config{Edge: pf.edges[0], Fallbacks: pf.edges[1:], Advertise: adv, Keys: ring, MaxUploads: pf.maxUploads,
-		UploadBps: int64(link.Up.BytesPerSec()), Managed: pf.managed, ManagedToken: managedTok},
+		UploadBps: int64(link.Up.BytesPerSec()), Identity: identity, Managed: pf.managed, ManagedToken: managedTok},
 		peer.Deps{Store: store, HTTP: peerHTTPClient(link), Logger: log})
 	if err != nil {
 		ln.Close()
@@ -163,7 +177,7 @@ func runPeer(ctx context.Context, pf peerFlags, log *slog.Logger) error {
 			}
 		}()
 	}
-	log.Info("peer serving", "addr", ln.Addr().String(), "advertise", adv, "edges", pf.edges, "managed", pf.managed)
+	log.Info("peer serving", "addr", ln.Addr().String(), "advertise", adv, "edges", pf.edges, "peer_id", a.Identity(), "key_file", keyPath, "managed", pf.managed)
 	err = serveUntilDone(ctx, link.Listener(ln), a.Serve, a.Close)
 	if errors.Is(err, context.Canceled) {
 		return nil

@@ -68,8 +68,17 @@ func Key(t testing.TB) (ed25519.PrivateKey, core.KeyRing) {
 // Edge starts an edge in front of originURL.
 func Edge(t testing.TB, originURL string, key ed25519.PrivateKey, chunkSize int, link netem.Link) (*edge.Server, string) {
 	t.Helper()
-	e, err := edge.New(edge.Config{Origin: originURL, CacheDir: t.TempDir(), ChunkSize: chunkSize, SigningKey: key},
-		edge.Deps{Logger: Logger(t), Rand: mrand.New(mrand.NewPCG(1, 2))})
+	return EdgeWith(t, edge.Config{Origin: originURL, ChunkSize: chunkSize, SigningKey: key}, link)
+}
+
+// EdgeWith starts an edge with a full config; an empty CacheDir is a
+// fresh temporary directory.
+func EdgeWith(t testing.TB, cfg edge.Config, link netem.Link) (*edge.Server, string) {
+	t.Helper()
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = t.TempDir()
+	}
+	e, err := edge.New(cfg, edge.Deps{Logger: Logger(t), Rand: mrand.New(mrand.NewPCG(1, 2))})
 	if err != nil {
 		t.Fatal(err)
 	}

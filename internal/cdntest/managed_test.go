@@ -58,7 +58,7 @@ func TestPrePositioning(t *testing.T) {
 	clk := &offsetClock{}
 	clk.setTimeOfDay(0, 30)
 	cache := PeerOn(t, "127.0.1.1", peer.Config{Edge: edgeURL, Keys: ring, Managed: true, ManagedToken: token},
-		peer.Deps{Now: clk.Now}, netem.Link{}, 1, nil)
+		peer.Deps{Clock: clk.Now}, netem.Link{}, 1, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -196,7 +196,7 @@ func TestPrePositioningWindowCloses(t *testing.T) {
 	now := time.Now()
 	clk.off.Store(int64(time.Date(now.Year(), now.Month(), now.Day(), 4, 59, 59, 0, time.Local).Sub(now)))
 	cache := PeerOn(t, "127.0.0.1", peer.Config{Edge: edgeURL, Keys: ring, Managed: true, ManagedToken: token},
-		peer.Deps{Now: clk.Now}, netem.NewLink(0, 8e6), 1, nil)
+		peer.Deps{Clock: clk.Now}, netem.NewLink(0, 8e6), 1, nil)
 	if _, err := e.PlaceOrder(wire.Order{URLs: []string{"/v/late.bin"}, Window: "01:00-05:00"}); err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,7 @@ type File struct {
 	MaxChunkUploads         int           `yaml:"max_chunk_uploads"`
 	ClientSendTimeout       time.Duration `yaml:"client_send_timeout"`
 	MaxRequestBody          Size          `yaml:"max_request_body"`
+	TicketTTL               time.Duration `yaml:"ticket_ttl"`
 
 	// Origin is the one-origin shortcut; Properties the tenants.
 	Origin     string     `yaml:"origin"`
@@ -102,6 +103,7 @@ func (f *File) Config() Config {
 		MaxStaleWhileRevalidate: f.MaxStaleWhileRevalidate, AnnounceInterval: f.AnnounceInterval,
 		MaxChunkUploads: f.MaxChunkUploads, Swarm: f.Swarm, OrdersPollInterval: f.OrdersPollInterval,
 		ClientSendTimeout: f.ClientSendTimeout, MaxRequestBody: int64(f.MaxRequestBody),
+		TicketTTL: f.TicketTTL,
 	}
 }
 
@@ -160,6 +162,9 @@ func checkFile(f *File, doc *yaml.Node) error {
 		if v := valueOf(doc, k); v != nil && strings.HasPrefix(strings.TrimSpace(v.Value), "-") {
 			return fmt.Errorf("line %d: %s must not be negative", v.Line, k)
 		}
+	}
+	if f.TicketTTL != 0 && (f.TicketTTL < time.Second || f.TicketTTL > core.MaxTicketLifetime) {
+		return fmt.Errorf("line %d: ticket_ttl %v: want 1s to %v", line(doc, "ticket_ttl"), f.TicketTTL, core.MaxTicketLifetime)
 	}
 	if f.ChunkSize != 0 && !core.ValidChunkSize(int(f.ChunkSize)) {
 		return fmt.Errorf("line %d: chunk_size %d is not a power of two between 16KiB and 64MiB", line(doc, "chunk_size"), f.ChunkSize)

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/edgeswarm/edgeswarm/internal/core"
 	"github.com/edgeswarm/edgeswarm/internal/wire"
 )
 
@@ -39,6 +40,42 @@ func FuzzAnnounce(f *testing.F) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || len(resp.Peers) > wire.MaxHandout {
 				t.Fatalf("200 with a bad response (%v): %s", err, rec.Body)
 			}
+		}
+	})
+}
+
+// FuzzRegister feeds arbitrary bodies to the register handler: never a
+// panic or a 5xx; a 200 names the peer after the key that signed and
+// carries a ticket for it.
+func FuzzRegister(f *testing.F) {
+	fx := newSwarmFixture(f)
+	for _, r := range []wire.RegisterRequest{{Addr: "127.0.0.1:7000", Name: "n", UploadBps: 5}, {}} {
+		valid := fx.e.signedFor("example.com", fx.e.now(), r)
+		b, _ := json.Marshal(valid)
+		f.Add(b)
+	}
+	f.Add([]byte(`{"public_key":"AAAA","signature":"AAAA","time":1}`))
+	f.Add([]byte(`{"addr":"x"}`))
+	ring := core.NewKeyRing(fx.e.PublicKey())
+	h := fx.e.Handler()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req := httptest.NewRequest(http.MethodPost, wire.PathRegister, bytes.NewReader(body))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("status %d for %q: %s", rec.Code, body, rec.Body)
+		}
+		if rec.Code != http.StatusOK {
+			return
+		}
+		var in wire.RegisterRequest
+		var out wire.RegisterResponse
+		if json.Unmarshal(body, &in) != nil || json.Unmarshal(rec.Body.Bytes(), &out) != nil {
+			t.Fatalf("200 for %q: %s", body, rec.Body)
+		}
+		tk, err := core.ParseTicket(out.Ticket, ring, fx.e.now())
+		if err != nil || out.PeerID != core.PeerIDOf(in.PublicKey) || tk.PeerID != out.PeerID || !bytes.Equal(tk.PublicKey, in.PublicKey) {
+			t.Fatalf("200 for %q: id %s, ticket %+v, %v", body, out.PeerID, tk, err)
 		}
 	})
 }

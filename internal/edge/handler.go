@@ -43,8 +43,12 @@ func statusOf(err error) (int, string) {
 		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, swarm.ErrUnknownPeer):
 		return http.StatusUnauthorized, err.Error()
-	case errors.Is(err, swarm.ErrBanned):
+	case errors.Is(err, swarm.ErrBanned), errors.Is(err, swarm.ErrRevoked):
 		return http.StatusForbidden, err.Error()
+	case errors.Is(err, swarm.ErrStaleRegistration):
+		return http.StatusUnauthorized, err.Error()
+	case errors.Is(err, swarm.ErrTooManyRevoked):
+		return http.StatusInsufficientStorage, err.Error()
 	case errors.Is(err, swarm.ErrTooManyPeers), errors.Is(err, swarm.ErrTooManyObjects), errors.Is(err, ErrClosed):
 		return http.StatusServiceUnavailable, err.Error()
 	case errors.Is(err, errNotCached):

@@ -21,7 +21,7 @@ const testManagedToken = "managed-cache-token-0123"
 func TestManagedRegistration(t *testing.T) {
 	f := newSwarmFixture(t) // no managed token configured
 	ctx := context.Background()
-	if _, err := f.e.client().Register(ctx, wire.RegisterRequest{Addr: "127.0.0.1:7200", Managed: true, ManagedToken: "anything"}); wire.StatusCode(err) != http.StatusForbidden {
+	if _, err := f.e.register(ctx, wire.RegisterRequest{Addr: "127.0.0.1:7200", Managed: true, ManagedToken: "anything"}); wire.StatusCode(err) != http.StatusForbidden {
 		t.Errorf("managed registration on an edge with no token: %v, want 403", err)
 	}
 
@@ -34,13 +34,13 @@ func TestManagedRegistration(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tok := range []string{"", "wrong-token-wrong-token"} {
-		if _, err := e.client().Register(ctx, wire.RegisterRequest{Addr: "127.0.0.1:7201", Managed: true, ManagedToken: tok}); wire.StatusCode(err) != http.StatusForbidden {
+		if _, err := e.register(ctx, wire.RegisterRequest{Addr: "127.0.0.1:7201", Managed: true, ManagedToken: tok}); wire.StatusCode(err) != http.StatusForbidden {
 			t.Errorf("managed token %q: %v, want 403", tok, err)
 		}
 	}
 	var regs []wire.RegisterResponse
 	for i, managed := range []bool{false, true, false} {
-		r, err := e.client().Register(ctx, wire.RegisterRequest{Addr: "127.0.0.1:" + string(rune('1'+i)) + "000", Managed: managed, ManagedToken: testManagedToken})
+		r, err := e.register(ctx, wire.RegisterRequest{Addr: "127.0.0.1:" + string(rune('1'+i)) + "000", Managed: managed, ManagedToken: testManagedToken})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +131,7 @@ func TestPrefetchOrders(t *testing.T) {
 	ctx := context.Background()
 	cacheOf := map[string]wire.RegisterResponse{}
 	for pid, addr := range map[string]string{"a": "127.0.0.1:7300", "b": "127.0.0.2:7301"} {
-		r, err := e.client().Register(ctx, wire.RegisterRequest{Addr: addr, Managed: true, ManagedToken: testManagedToken})
+		r, err := e.register(ctx, wire.RegisterRequest{Addr: addr, Managed: true, ManagedToken: testManagedToken})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -77,15 +77,19 @@ properties:
     hosts: ["*"]
     origin: https://origin.example.com/base
     stale_if_error: 10m
+ticket_ttl: 20m
 swarm:
   peer_ttl: 10s
+  max_revoked: 500
+  revocation_ttl: 72h
 `
 	f, err := ParseConfigFile([]byte(good))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := f.Config()
-	if c.CacheSize != 2<<30 || c.DefaultTTL != 90*time.Second || len(c.Properties) != 2 || c.Properties[0].ForceTTL != time.Hour || f.Listen != "127.0.0.1:8080" {
+	if c.CacheSize != 2<<30 || c.DefaultTTL != 90*time.Second || len(c.Properties) != 2 || c.Properties[0].ForceTTL != time.Hour || f.Listen != "127.0.0.1:8080" ||
+		c.TicketTTL != 20*time.Minute || c.Swarm.MaxRevoked != 500 || c.Swarm.RevocationTTL != 72*time.Hour {
 		t.Errorf("parsed: %+v", c)
 	}
 	if c.HotCacheSize != 0 || c.DisableFastLane {
@@ -116,6 +120,7 @@ swarm:
 		{"cache_dir: /c\nproperties:\n  - name: a\n    hosts: [\"bad host\"]\n    origin: http://a\n", "line 4: host"},
 		{"cache_dir: /c\nproperties:\n  - name: a/b\n    hosts: [x]\n    origin: http://a\n", "line 3: property name"},
 		{"cache_dir: /c\nchunk_size: 1000\norigin: http://o\n", "line 2: chunk_size"},
+		{"cache_dir: /c\nticket_ttl: 48h\norigin: http://o\n", "line 2: ticket_ttl"},
 		{"- a\n- b\n", "line 1: want a mapping"},
 		{"cache_dir: [\n", "config: yaml"},
 	} {

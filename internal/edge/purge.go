@@ -155,7 +155,8 @@ type PurgeResponse struct {
 	Soft   bool   `json:"soft"`
 }
 
-// AdminHandler serves the purge API; it is meant for its own listener
+// AdminHandler serves the purge API and peer revocation
+// (handlePeersAdmin); it is meant for its own listener
 // (edge --admin-listen), never the public one. With no token configured
 // every request is refused.
 func (s *Server) AdminHandler() http.Handler {
@@ -178,6 +179,9 @@ func (s *Server) handleAdmin(w http.ResponseWriter, r *http.Request) error {
 			return errorf(http.StatusMethodNotAllowed, "admin: /usage: want GET")
 		}
 		return s.handleUsage(w, r)
+	}
+	if strings.HasPrefix(r.URL.Path, "/peers/") {
+		return s.handlePeersAdmin(w, r)
 	}
 	soft := r.Header.Get("Fastly-Soft-Purge") == "1" || r.Header.Get("Soft-Purge") == "1"
 	var n int
@@ -212,7 +216,7 @@ func (s *Server) handleAdmin(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	default:
-		return errorf(http.StatusNotFound, "admin: %s %s: want PURGE /path, POST /purge, /purge/key/KEY or /purge_all, GET /usage, or POST/GET /prefetch", r.Method, truncate(r.URL.Path, 80))
+		return errorf(http.StatusNotFound, "admin: %s %s: want PURGE /path, POST /purge, /purge/key/KEY, /purge_all, /peers/revoke or /peers/unrevoke, GET /peers/revoked or /usage, or POST/GET /prefetch", r.Method, truncate(r.URL.Path, 80))
 	}
 	s.log.Info("purge", "method", r.Method, "path", truncate(r.URL.Path, 200), "soft", soft, "purged", n)
 	w.Header().Set("Content-Type", "application/json")

@@ -114,8 +114,13 @@ type Config struct {
 	// OrdersPollInterval is how often managed caches ask for their
 	// pre-positioning orders. 0 means 30s.
 	OrdersPollInterval time.Duration `yaml:"orders_poll_interval"`
-	// SigningKey signs manifests (required).
+	// SigningKey signs manifests and peer tickets (required).
 	SigningKey ed25519.PrivateKey `yaml:"-"`
+	// TicketTTL is how long a peer ticket is valid (peers renew theirs
+	// in announces once half of it has passed), and so how long a
+	// revoked peer's last ticket may still be shown to peers that have
+	// not heard of the revocation. 0 means 10m; at most 24h.
+	TicketTTL time.Duration `yaml:"ticket_ttl"`
 	// Swarm configures the tracker; the zero value means its defaults.
 	Swarm swarm.Config `yaml:"swarm"`
 }
@@ -172,6 +177,9 @@ func (c Config) applyDefaults() Config {
 	if c.MaxChunkUploads == 0 {
 		c.MaxChunkUploads = 64
 	}
+	if c.TicketTTL == 0 {
+		c.TicketTTL = 10 * time.Minute
+	}
 	return c
 }
 
@@ -191,6 +199,8 @@ func (c Config) validate() error {
 	case c.DefaultTTL < 0 || c.FillTimeout < 0 || c.AnnounceInterval < 0 || c.LockTimeout < 0 || c.OriginIdleTimeout < 0 || c.ClientSendTimeout < 0 || c.MaxRequestBody < 0 ||
 		c.StaleIfError < -1 || c.MaxStaleIfError < 0 || c.MaxStaleWhileRevalidate < 0:
 		return errors.New("edge config: negative duration")
+	case c.TicketTTL != 0 && (c.TicketTTL < time.Second || c.TicketTTL > core.MaxTicketLifetime):
+		return fmt.Errorf("edge config: TicketTTL %v outside [1s, %v]", c.TicketTTL, core.MaxTicketLifetime)
 	}
 	return nil
 }
@@ -223,6 +233,7 @@ type Stats struct {
 	CachedBytes        int64
 	PeersRegistered    int
 	PeersBanned        int // banned peers the tracker remembers
+	PeersRevoked       int // revocations in force (operators' and bans)
 }
 
 // Server is one edge. Create it with New.
@@ -252,6 +263,7 @@ type Server struct {
 	usage       usage
 	orders      *orderBook
 	stats       counters
+	revMu       sync.Mutex // serializes revocation changes and their saving
 
 	ctx    context.Context // ends at Close; parent of fills and builds
 	cancel context.CancelFunc
@@ -324,8 +336,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	if err := s.loadRevocations(); err != nil {
+		s.tracker.Close()
+		return nil, err
+	}
 	s.metrics = newMetrics(s)
 	s.metrics.reg.MustRegister(s.cache.collectors()...)
+	s.metrics.reg.MustRegister(s.revokedGauge())
 	s.surrogates.limit = 16 * cfg.MaxObjects
 	s.slices.limit = cfg.MaxObjects
 	s.indexStored()
@@ -534,6 +551,7 @@ func (s *Server) Stats() Stats {
 		CachedBytes:        bytes,
 		PeersRegistered:    ts.Peers,
 		PeersBanned:        ts.Banned,
+		PeersRevoked:       ts.Revoked,
 	}
 }
 

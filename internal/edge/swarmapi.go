@@ -30,7 +30,13 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if req.Managed && !s.managedAuthorized(req.ManagedToken) {
 		return errorf(http.StatusForbidden, "managed cache registration refused: missing or wrong managed-cache token")
 	}
-	id, tok, err := s.tracker.RegisterAt(req.Addr, req.Name, s.pidOf(req.Addr, r.RemoteAddr), req.UploadBps)
+	pub, signedAt, err := s.verifyRegistration(req, r.Host)
+	if err != nil {
+		return err
+	}
+	id := core.PeerIDOf(pub)
+	tok, err := s.tracker.RegisterPeer(swarm.Registration{ID: id, Key: pub, Addr: req.Addr, Name: req.Name,
+		PID: s.pidOf(req.Addr, r.RemoteAddr), UploadBps: req.UploadBps, SignedAt: signedAt})
 	if err != nil {
 		return err
 	}
@@ -40,7 +46,11 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 		}
 		s.log.Info("managed cache registered", "peer", id, "name", truncate(req.Name, 64), "addr", req.Addr, "pid", s.tracker.PeerPID(id))
 	}
-	return writeJSON(w, wire.RegisterResponse{PeerID: id, Token: tok, AnnounceIntervalMs: s.announceMs()})
+	ticket, err := s.issueTicket(id, pub)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, wire.RegisterResponse{PeerID: id, Token: tok, AnnounceIntervalMs: s.announceMs(), Ticket: ticket})
 }
 
 func (s *Server) handleAnnounce(w http.ResponseWriter, r *http.Request) error {
@@ -93,6 +103,9 @@ func (s *Server) handleAnnounce(w http.ResponseWriter, r *http.Request) error {
 			pi.Cost = max(1, s.cfg.NetworkMap.Cost(reqPID, c.PID)) // another location is never free
 		}
 		resp.Peers = append(resp.Peers, pi)
+	}
+	if err := s.addPeerAuth(&resp, req); err != nil {
+		return err
 	}
 	return writeJSON(w, resp)
 }

@@ -40,7 +40,7 @@ func newSwarmFixture(t testing.TB) *swarmFixture {
 	}
 	f := &swarmFixture{e: e, m: m}
 	for i := range 3 {
-		r, err := e.client().Register(ctx, wire.RegisterRequest{Addr: fmt.Sprintf("127.0.0.1:%d", 7100+i), Name: fmt.Sprint("peer", i), UploadBps: 1 << 20})
+		r, err := e.register(ctx, wire.RegisterRequest{Addr: fmt.Sprintf("127.0.0.1:%d", 7100+i), Name: fmt.Sprint("peer", i), UploadBps: 1 << 20})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,8 +144,12 @@ func TestBadInputs(t *testing.T) {
 		{"announce short bitfield", "POST", wire.PathAnnounce, js(wire.AnnounceRequest{PeerID: p.PeerID, Token: p.Token, Root: root, Have: []byte{1}}), 400},
 		{"announce bits past end", "POST", wire.PathAnnounce, js(wire.AnnounceRequest{PeerID: p.PeerID, Token: p.Token, Root: root, Have: []byte{0, 0xff}}), 400},
 		{"announce negative want", "POST", wire.PathAnnounce, js(wire.AnnounceRequest{PeerID: p.PeerID, Token: p.Token, Root: root, Have: okHave, Want: -1}), 400},
-		{"register bad addr", "POST", wire.PathRegister, js(wire.RegisterRequest{Addr: "no-port"}), 400},
-		{"register negative upload", "POST", wire.PathRegister, js(wire.RegisterRequest{UploadBps: -5}), 400},
+		{"register bad addr", "POST", wire.PathRegister, js(f.e.signed(wire.RegisterRequest{Addr: "no-port"})), 400},
+		{"register negative upload", "POST", wire.PathRegister, js(f.e.signed(wire.RegisterRequest{UploadBps: -5})), 400},
+		{"register unsigned", "POST", wire.PathRegister, js(wire.RegisterRequest{Addr: "127.0.0.1:7199"}), 401},
+		{"register signed for another edge", "POST", wire.PathRegister, js(f.e.signedFor("other:8080", f.e.now(), wire.RegisterRequest{Addr: "127.0.0.1:7199"})), 401},
+		{"register signed an hour ago", "POST", wire.PathRegister, js(f.e.signedFor(f.e.host(), f.e.now().Add(-time.Hour), wire.RegisterRequest{Addr: "127.0.0.1:7199"})), 401},
+		{"register short key", "POST", wire.PathRegister, js(wire.RegisterRequest{PublicKey: []byte{1, 2}, Signature: make([]byte, 64), Time: 1}), 401},
 		{"report bad token", "POST", wire.PathReport, js(wire.ReportRequest{PeerID: p.PeerID, Token: "", Root: root, Offender: f.peers[1].PeerID}), 401},
 		{"report bad root", "POST", wire.PathReport, js(wire.ReportRequest{PeerID: p.PeerID, Token: p.Token, Root: "00", Offender: f.peers[1].PeerID}), 400},
 		{"report no offender", "POST", wire.PathReport, js(wire.ReportRequest{PeerID: p.PeerID, Token: p.Token, Root: root}), 400},
@@ -208,7 +212,9 @@ func TestServeCloseNoLeak(t *testing.T) {
 	if _, err := ec.Manifest(ctx, "/x.bin", core.NewKeyRing(s.PublicKey())); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ec.Register(ctx, wire.RegisterRequest{Addr: "127.0.0.1:1"}); err != nil {
+	reg := wire.RegisterRequest{Addr: "127.0.0.1:1"}
+	wire.SignRegister(&reg, newIdentity(), ln.Addr().String(), clk.Now())
+	if _, err := ec.Register(ctx, reg); err != nil {
 		t.Fatal(err)
 	}
 	// A fill still waiting on the origin at Close is cancelled, not leaked.
@@ -263,7 +269,7 @@ func TestSwarmAnnounceIntervalGrows(t *testing.T) {
 	// 1 member at 2 per s: 500 ms, more than the configured 400; then 1 s,
 	// 1.5 s, 2 s.
 	for i, want := range []int{500, 1000, 1500, 2000} {
-		r, err := e.client().Register(ctx, wire.RegisterRequest{Addr: fmt.Sprintf("127.0.0.1:%d", 7200+i)})
+		r, err := e.register(ctx, wire.RegisterRequest{Addr: fmt.Sprintf("127.0.0.1:%d", 7200+i)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -302,7 +308,7 @@ func TestSwarmNetworkLocations(t *testing.T) {
 		pidOf := map[string]string{}
 		var peers []wire.RegisterResponse
 		for i, addr := range []string{"127.0.0.1:7100", "127.0.0.2:7101", "127.0.0.1:7102", "127.0.0.2:7103", "127.0.0.2:7104"} {
-			r, err := e.client().Register(ctx, wire.RegisterRequest{Addr: addr, UploadBps: 1 << 20})
+			r, err := e.register(ctx, wire.RegisterRequest{Addr: addr, UploadBps: 1 << 20})
 			if err != nil {
 				t.Fatal(err)
 			}

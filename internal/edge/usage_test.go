@@ -35,7 +35,7 @@ func TestSwarmUsage(t *testing.T) {
 	}
 	var peers []wire.RegisterResponse // in a, b, a
 	for i, addr := range []string{"127.0.0.1:7100", "127.0.0.2:7101", "127.0.0.1:7102"} {
-		r, err := e.client().Register(ctx, wire.RegisterRequest{Addr: addr, Name: fmt.Sprint("p", i)})
+		r, err := e.register(ctx, wire.RegisterRequest{Addr: addr, Name: fmt.Sprint("p", i)})
 		if err != nil {
 			t.Fatal(err)
 		}

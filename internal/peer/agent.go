@@ -10,10 +10,12 @@ package peer
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -49,18 +51,25 @@ type Agent struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the agent starts; Add only under mu while !closed, or from a counted goroutine
 
-	uploads  chan struct{} // upload slots; never closed
-	upBytes  atomic.Int64
-	upChunks atomic.Int64
-	upBusy   atomic.Int64
+	uploads     chan struct{} // upload slots; never closed
+	upBytes     atomic.Int64
+	upChunks    atomic.Int64
+	upBusy      atomic.Int64
+	upUnauth    atomic.Int64 // chunk requests refused 401
+	upForbidden atomic.Int64 // chunk requests refused 403 (revoked peers)
 
-	regMu sync.Mutex // serializes key fetch and registration
+	identity ed25519.PrivateKey // never changes
+	edgeHost string             // the home edge's host, which registrations are signed for
 
+	regMu     sync.Mutex // serializes key fetch and registration
+	lastRegMs int64      // guarded by regMu: time of the last signed registration
+
+	clock   func() time.Time // time of day for order windows (Deps.Clock)
 	orderMu sync.Mutex
 	orders  OrderStats // guarded by orderMu; a managed cache's pre-positioning
 
 	mu      sync.Mutex
-	rnd     *rand.Rand                // guarded by mu
+	rnd     *mrand.Rand               // guarded by mu
 	keys    core.KeyRing              // guarded by mu
 	sess    *session                  // guarded by mu; nil until registered
 	byURL   map[string]*Download      // guarded by mu: current version of each object URL
@@ -69,7 +78,15 @@ type Agent struct {
 	banned  map[string]bool           // guarded by mu: peer IDs and "addr:"+addr
 	servers []*http.Server            // guarded by mu
 	closed  bool                      // guarded by mu
-	once    sync.Once
+	ticket  *heldTicket               // guarded by mu; nil until registered
+	renew   bool                      // guarded by mu: a peer refused the ticket
+	// revoked maps revoked peer IDs to when the revocation lapses (Unix
+	// ms), and revokedAt is the newest revocation time held. Guarded by mu.
+	revoked   map[string]int64
+	revokedAt int64
+	proofs    authCache[madeProof]   // guarded by mu: by peer host
+	checked   authCache[checkedAuth] // guarded by mu: by Host and Authorization
+	once      sync.Once
 }
 
 // session is the agent's identity on its edge.
@@ -99,6 +116,9 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 			return nil, fmt.Errorf("peer: advertise address %q: %w", cfg.Advertise, err)
 		}
 	}
+	if cfg.Identity != nil && len(cfg.Identity) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("peer: identity key of %d bytes, want an ed25519 private key", len(cfg.Identity))
+	}
 	cfg = cfg.applyDefaults()
 	a := &Agent{
 		cfg:     cfg,
@@ -114,6 +134,17 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		byRoot:  map[core.Hash]*Download{},
 		flights: map[string]*resolveFlight{},
 		banned:  map[string]bool{},
+		revoked: map[string]int64{},
+		proofs:  authCache[madeProof]{limit: maxAuthCache},
+		checked: authCache[checkedAuth]{limit: maxAuthCache},
+	}
+	u, _ := url.Parse(cfg.Edge) // checked above
+	a.edgeHost, a.identity = u.Host, cfg.Identity
+	if a.identity == nil {
+		var err error
+		if _, a.identity, err = ed25519.GenerateKey(rand.Reader); err != nil {
+			return nil, fmt.Errorf("peer: identity key: %w", err)
+		}
 	}
 	if a.store == nil {
 		a.store, a.ownStore = chunkstore.NewMemory(), true
@@ -132,8 +163,11 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if a.now == nil {
 		a.now = time.Now
 	}
+	if a.clock = deps.Clock; a.clock == nil {
+		a.clock = a.now
+	}
 	if a.rnd == nil {
-		a.rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+		a.rnd = mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64()))
 	}
 	if a.policy == nil {
 		a.policy = DefaultPolicy{}
@@ -168,6 +202,11 @@ type AgentStats struct {
 	UploadedBytes  int64 // chunk payload bytes served
 	UploadedChunks int64
 	UploadsRefused int64 // 503s for want of an upload slot
+	// UploadsUnauthorized counts chunk requests refused 401 (no ticket, or
+	// one that does not verify, has expired or is not the requester's),
+	// UploadsForbidden those refused 403 (a revoked peer).
+	UploadsUnauthorized int64
+	UploadsForbidden    int64
 }
 
 // Stats returns the agent's upload counters.
@@ -177,6 +216,9 @@ func (a *Agent) Stats() AgentStats {
 		UploadedBytes:  a.upBytes.Load(),
 		UploadedChunks: a.upChunks.Load(),
 		UploadsRefused: a.upBusy.Load(),
+
+		UploadsUnauthorized: a.upUnauth.Load(),
+		UploadsForbidden:    a.upForbidden.Load(),
 	}
 }
 
@@ -201,8 +243,10 @@ func (a *Agent) session(ctx context.Context) (session, core.KeyRing, error) {
 		keys = k
 	}
 	if sess == nil {
-		r, err := a.edge.Register(ctx, wire.RegisterRequest{Addr: a.cfg.Advertise, UploadBps: a.cfg.UploadBps, Name: a.cfg.Name,
-			Managed: a.cfg.Managed, ManagedToken: a.cfg.ManagedToken})
+		req := wire.RegisterRequest{Addr: a.cfg.Advertise, UploadBps: a.cfg.UploadBps, Name: a.cfg.Name,
+			Managed: a.cfg.Managed, ManagedToken: a.cfg.ManagedToken}
+		a.signRegister(&req)
+		r, err := a.edge.Register(ctx, req)
 		if err != nil {
 			return session{}, nil, fmt.Errorf("register with edge: %w", err)
 		}
@@ -211,6 +255,11 @@ func (a *Agent) session(ctx context.Context) (session, core.KeyRing, error) {
 		}
 		sess = &session{peerID: r.PeerID, token: r.Token, intervalMs: r.AnnounceIntervalMs}
 		a.log.Info("registered", "peer_id", r.PeerID, "edge", a.cfg.Edge)
+		if len(r.Ticket) == 0 {
+			a.log.Warn("the edge issued no ticket: other peers will refuse this peer's chunk requests", "edge", a.cfg.Edge)
+		} else {
+			a.setTicket(r.Ticket, keys)
+		}
 	}
 	a.mu.Lock()
 	a.keys, a.sess = keys, sess
@@ -371,10 +420,10 @@ func (a *Agent) forget(d *Download) {
 }
 
 // newRand returns an independent generator seeded from the agent's.
-func (a *Agent) newRand() *rand.Rand {
+func (a *Agent) newRand() *mrand.Rand {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return rand.New(rand.NewPCG(a.rnd.Uint64(), a.rnd.Uint64()))
+	return mrand.New(mrand.NewPCG(a.rnd.Uint64(), a.rnd.Uint64()))
 }
 
 // ban records that a peer sent a bad chunk; no download asks it again.

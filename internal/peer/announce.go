@@ -35,6 +35,7 @@ func (d *Download) announceLoop() {
 			var resp wire.AnnounceResponse
 			resp, err = d.announce(sess)
 			if err == nil {
+				a.takeAnnounce(resp)
 				failures = 0
 				if edgeIv := ms(resp.AnnounceIntervalMs); edgeIv > next {
 					next = edgeIv
@@ -53,14 +54,14 @@ func (d *Download) announceLoop() {
 				case http.StatusForbidden:
 					// Banned: the edge hands us out no more and will not take us
 					// back; keep downloading from the sources we have.
-					a.log.Warn("the edge refuses this peer's announces (banned); continuing without the swarm", "root", d.m.Root.Short(), "err", err)
+					a.log.Warn("the edge refuses this peer's announces (banned or revoked); continuing without the swarm", "root", d.m.Root.Short(), "err", err)
 					return
 				}
 			}
 		} else {
 			failures++
 			if wire.StatusCode(err) == http.StatusForbidden {
-				a.log.Warn("the edge refuses this peer (banned); continuing without the swarm", "root", d.m.Root.Short(), "err", err)
+				a.log.Warn("the edge refuses this peer (banned or revoked); continuing without the swarm", "root", d.m.Root.Short(), "err", err)
 				return
 			}
 		}
@@ -94,6 +95,9 @@ func (d *Download) announce(sess session) (wire.AnnounceResponse, error) {
 		Want:        d.a.cfg.MaxPeers,
 		Received:    recv,
 		ReceivedSeq: seq,
+
+		RenewTicket:  d.a.wantTicket(),
+		RevokedSince: d.a.revokedSince(),
 	})
 	if err == nil || wire.StatusCode(err) == http.StatusBadRequest {
 		d.ackReceived(seq) // counted (or refused for good)

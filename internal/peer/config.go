@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"crypto/ed25519"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -29,7 +30,12 @@ type Config struct {
 	Name string `yaml:"name"`
 	// Keys are the trusted edge-tier manifest keys. nil means fetch them
 	// from the edge at the first download (trust on first use, logged at Warn).
+	// They also verify the tickets other peers show.
 	Keys core.KeyRing `yaml:"-"`
+	// Identity is the agent's long-lived ed25519 identity key: the edge
+	// names the peer after it (core.PeerIDOf) and issues tickets for it.
+	// nil means a fresh key in memory, a new identity at each start.
+	Identity ed25519.PrivateKey `yaml:"-"`
 	// UploadBps is the upload budget (bytes/s) advertised to the edge for
 	// its hand-out ranking; 0 means unknown. The agent does not shape to it.
 	UploadBps int64 `yaml:"upload_bps"`
@@ -138,4 +144,7 @@ type Deps struct {
 	// Policy picks the next chunk to ask each source for; nil means
 	// DefaultPolicy.
 	Policy ChunkPolicy
+	// Clock reads the local time of day that pre-positioning windows
+	// (RunOrders) are in; nil means Now.
+	Clock func() time.Time
 }

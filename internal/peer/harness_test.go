@@ -74,6 +74,10 @@ type fakeEdge struct {
 	// announceMs is the announce interval the announce responses carry
 	// (guarded by mu); 0 means 500.
 	announceMs int
+	// ticketTTL is the lifetime of the tickets issued (guarded by mu); 0
+	// means 10 minutes. revoked is sent in every announce response.
+	ticketTTL time.Duration
+	revoked   []wire.Revocation
 
 	chunkBytes atomic.Int64 // chunk payload bytes served
 	manifests  atomic.Int64 // manifest requests
@@ -82,7 +86,24 @@ type fakeEdge struct {
 
 type trackedPeer struct {
 	id, token, addr string
+	key             ed25519.PublicKey
 	have            map[string][]byte // root hex → bitfield
+}
+
+// ticketLocked issues a ticket for tp, as the edge does (caller holds mu).
+func (e *fakeEdge) ticketLocked(tp *trackedPeer) []byte {
+	if len(tp.key) != ed25519.PublicKeySize {
+		return nil
+	}
+	ttl := e.ticketTTL
+	if ttl == 0 {
+		ttl = 10 * time.Minute
+	}
+	t, err := core.IssueTicket(e.priv, tp.id, tp.key, time.Now(), ttl)
+	if err != nil {
+		e.t.Errorf("issue ticket: %v", err)
+	}
+	return t
 }
 
 func newFakeEdge(t testing.TB, upBits float64) *fakeEdge {
@@ -174,11 +195,12 @@ func (e *fakeEdge) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		e.mu.Lock()
 		id := fmt.Sprintf("p%02d-%s", len(e.order)+1, req.Name)
-		tp := &trackedPeer{id: id, token: "tok-" + id, addr: req.Addr, have: map[string][]byte{}}
+		tp := &trackedPeer{id: id, token: "tok-" + id, addr: req.Addr, key: req.PublicKey, have: map[string][]byte{}}
 		e.peers[id] = tp
 		e.order = append(e.order, id)
+		ticket := e.ticketLocked(tp)
 		e.mu.Unlock()
-		json.NewEncoder(w).Encode(wire.RegisterResponse{PeerID: id, Token: tp.token, AnnounceIntervalMs: 500})
+		json.NewEncoder(w).Encode(wire.RegisterResponse{PeerID: id, Token: tp.token, AnnounceIntervalMs: 500, Ticket: ticket})
 	case p == wire.PathAnnounce:
 		e.announces.Add(1)
 		var req wire.AnnounceRequest
@@ -212,6 +234,10 @@ func (e *fakeEdge) serve(w http.ResponseWriter, r *http.Request) {
 			resp.Peers = append(resp.Peers, wire.PeerInfo{PeerID: id, Addr: o.addr, Have: h})
 		}
 		resp.Peers = append(resp.Peers, e.extra...)
+		if req.RenewTicket {
+			resp.Ticket = e.ticketLocked(tp)
+		}
+		resp.Revoked = e.revoked
 		json.NewEncoder(w).Encode(resp)
 	case p == wire.PathReport:
 		var req wire.ReportRequest

@@ -124,7 +124,7 @@ func (a *Agent) carryOut(ctx context.Context, orders []wire.Order) time.Duration
 			}
 			w = &pw
 		}
-		now := a.now()
+		now := a.clock()
 		if w != nil && !w.Contains(now) {
 			next = min(next, w.Next(now).Sub(now))
 			continue
@@ -167,7 +167,7 @@ func (a *Agent) prefetchOne(ctx context.Context, objectURL string, w *wire.Windo
 	}
 	wctx := ctx
 	if w != nil {
-		now := a.now()
+		now := a.clock()
 		var cancel context.CancelFunc
 		wctx, cancel = context.WithTimeout(ctx, w.Until(now).Sub(now))
 		defer cancel()

@@ -646,7 +646,7 @@ func (l *loop) onHandout(h handout) {
 				kind = KindCache
 			}
 			s = &srcState{
-				src:  &httpSource{id: p.PeerID, kind: kind, base: "http://" + p.Addr, hc: l.a.hc, self: l.a.PeerID},
+				src:  l.a.peerSource(p.PeerID, p.Addr, kind),
 				kind: kind,
 				addr: p.Addr,
 				have: newBitset(l.n),

@@ -18,8 +18,9 @@ import (
 const uploadWriteTimeout = 60 * time.Second
 
 // Handler serves other peers: GET wire.PathChunk{root}/{index} returns a
-// held chunk (verified again before it is sent; 404 if not held, 503 when
-// every upload slot is busy) and GET /healthz answers ok.
+// held chunk to a peer that shows a valid ticket (verified again before it
+// is sent; 401 without a valid ticket, 403 for a revoked peer, 404 if not
+// held, 503 when every upload slot is busy) and GET /healthz answers ok.
 func (a *Agent) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
@@ -70,6 +71,9 @@ func (a *Agent) serveChunk(w http.ResponseWriter, r *http.Request) error {
 	root, i, err := wire.ParseChunkPath(r.URL.Path)
 	if err != nil {
 		return &httpError{http.StatusBadRequest, err.Error()}
+	}
+	if err := a.authorize(w, r); err != nil {
+		return err
 	}
 	d := a.liveDownload(root)
 	if d == nil || !d.holds(i) {

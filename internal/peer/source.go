@@ -47,14 +47,27 @@ type httpSource struct {
 	base string // e.g. "http://10.0.0.2:7001"
 	hc   *http.Client
 	self func() string // this peer's ID, sent for attribution
+	// sign, if not nil, sets the request's Authorization (peers only);
+	// refused, if not nil, hears of a 401 or 403 answer.
+	sign    func(*http.Request)
+	refused func(id string, code int, err error)
 }
 
 func (s *httpSource) ID() string       { return s.id }
 func (s *httpSource) Kind() SourceKind { return s.kind }
 
 func (s *httpSource) Fetch(ctx context.Context, root core.Hash, index, size int, buf []byte, progress func(n int)) ([]byte, error) {
-	data, err := wire.FetchChunkProgress(ctx, s.hc, s.base, root, index, size, s.self(), buf, progress)
+	data, err := wire.FetchChunkAuth(ctx, s.hc, s.base, root, index, size, s.self(), s.sign, buf, progress)
 	if err != nil {
+		code := wire.StatusCode(err)
+		if s.refused != nil && (code == http.StatusUnauthorized || code == http.StatusForbidden) {
+			s.refused(s.id, code, err)
+		}
+		if code == http.StatusUnauthorized {
+			// Our ticket was refused and is being renewed: like a busy
+			// answer, the source is not at fault and is asked again shortly.
+			return nil, fmt.Errorf("%s %s: %w (%w)", s.kind, s.id, err, ErrSourceBusy)
+		}
 		return nil, fmt.Errorf("%s %s: %w", s.kind, s.id, err)
 	}
 	return data, nil

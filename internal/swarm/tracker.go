@@ -4,11 +4,21 @@
 // (wire.PathRegister, wire.PathAnnounce, wire.PathReport). The tracker also
 // bans peers that several distinct peers report for sending bad chunks.
 //
+// Peers enroll with an identity key (RegisterPeer: the ID stands for the
+// key), and an operator can revoke an identity (Revoke): a revoked peer
+// cannot register, announce or be handed out until the revocation
+// expires, and a ban counts as a revocation. The edge hands the recent
+// revocations on to peers (RevokedSince) so they refuse the revoked
+// peer's chunk requests too.
+//
 // All state is in memory and bounded: registered peers, tracked objects,
-// peers per object and objects per peer. Peers that stop announcing expire.
+// peers per object, objects per peer and revocations. Peers that stop
+// announcing expire.
 package swarm
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -36,12 +46,18 @@ var (
 	ErrTooManyObjects  = errors.New("swarm: too many tracked objects")
 	ErrBitfieldLength  = errors.New("swarm: bitfield length does not match the object's chunk count")
 	ErrInvalidArgument = errors.New("swarm: invalid argument")
+	ErrRevoked         = errors.New("swarm: peer identity is revoked")
+	// ErrStaleRegistration: a registration signed no later than the
+	// identity's previous one (a replay, or a clock gone backwards).
+	ErrStaleRegistration = errors.New("swarm: registration is not newer than the peer's last one")
+	ErrTooManyRevoked    = errors.New("swarm: revocation list is full")
 )
 
 // Limits on what a peer may register.
 const (
-	MaxAddrLen = 256
-	MaxNameLen = 128
+	MaxAddrLen   = 256
+	MaxNameLen   = 128
+	MaxReasonLen = 256
 )
 
 // Defaults of Config fields that other packages (the simulator) mirror.
@@ -100,6 +116,12 @@ type Config struct {
 	// Policy names the hand-out policy (PolicyByName); "" means
 	// DefaultPolicy ("weighted").
 	Policy string `yaml:"policy"`
+	// MaxRevoked bounds the revocations (operators' and bans) kept at
+	// once; 0 means 100000. Past it Revoke fails until some expire.
+	MaxRevoked int `yaml:"max_revoked"`
+	// RevocationTTL is how long an operator's revocation lasts unless
+	// lifted; 0 means 30 days. A ban lasts RegistrationTTL.
+	RevocationTTL time.Duration `yaml:"revocation_ttl"`
 }
 
 func (c Config) applyDefaults() Config {
@@ -116,6 +138,10 @@ func (c Config) applyDefaults() Config {
 	def(&c.BanThreshold, 2)
 	def(&c.DefaultWant, 50)
 	def(&c.AnnounceBudget, DefaultAnnounceBudget)
+	def(&c.MaxRevoked, 100000)
+	if c.RevocationTTL == 0 {
+		c.RevocationTTL = 30 * 24 * time.Hour
+	}
 	if c.PeerTTL == 0 {
 		c.PeerTTL = DefaultPeerTTL
 	}
@@ -134,7 +160,7 @@ func (c Config) applyDefaults() Config {
 
 func (c Config) validate() error {
 	if c.MaxPeers < 0 || c.MaxObjects < 0 || c.MaxPeersPerObject < 0 || c.MaxObjectsPerPeer < 0 || c.HandoutSample < 0 ||
-		c.BanThreshold < 0 || c.DefaultWant < 0 || c.PeerTTL < 0 || c.RegistrationTTL < 0 {
+		c.BanThreshold < 0 || c.DefaultWant < 0 || c.PeerTTL < 0 || c.RegistrationTTL < 0 || c.MaxRevoked < 0 || c.RevocationTTL < 0 {
 		return fmt.Errorf("swarm config: negative limit in %+v", c)
 	}
 	return nil
@@ -155,6 +181,7 @@ type Stats struct {
 	Objects          int   // objects with a swarm now
 	Members          int   // (peer, object) memberships now
 	Banned           int   // banned peers still remembered
+	Revoked          int   // revocations in force (operators' and bans)
 	BansTotal        int64 // peers ever banned
 	Registrations    int64
 	Announces        int64
@@ -185,6 +212,11 @@ type Tracker struct {
 	// managed are the ids of registered managed caches: few, and always
 	// candidates of the hand-outs of objects they hold. Guarded by mu.
 	managed map[string]struct{}
+	// revoked holds the revocations in force by peer id, and revOrder
+	// their ids by At, oldest first, with stale entries (lifted or
+	// replaced) skipped and compacted away. Guarded by mu.
+	revoked  map[string]*Revocation
+	revOrder []revRef
 
 	stop      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -193,7 +225,9 @@ type Tracker struct {
 
 type peer struct {
 	id        string
-	tokenHash [32]byte // SHA-256 of the token: the token itself is not kept
+	key       ed25519.PublicKey // identity key; nil for a peer registered without one
+	signedAt  time.Time         // when the peer signed its latest registration
+	tokenHash [32]byte          // SHA-256 of the token: the token itself is not kept
 	addr      string
 	name      string
 	pid       string // network location; "" unknown
@@ -201,6 +235,7 @@ type peer struct {
 	uploadBps int64
 	lastSeen  time.Time // registration or latest announce
 	banned    bool
+	revoked   bool // by an operator (Revoke)
 	// reporters are the distinct peers that reported this one; at most
 	// BanThreshold entries (the ban happens at the threshold).
 	reporters map[string]struct{}
@@ -270,6 +305,7 @@ func New(cfg Config, deps Deps) (*Tracker, error) {
 		banned:      make(map[string]struct{}),
 		bannedAddrs: make(map[string]time.Time),
 		managed:     make(map[string]struct{}),
+		revoked:     make(map[string]*Revocation),
 		stop:        make(chan struct{}),
 		done:        make(chan struct{}),
 	}
@@ -327,13 +363,49 @@ func (t *Tracker) Register(addr, name string, uploadBps int64) (peerID, token st
 // the edge's network map, internal/netmap; "" when unknown), which
 // hand-outs rank by and HandoutOptions.SamePID filters on.
 func (t *Tracker) RegisterAt(addr, name, pid string, uploadBps int64) (peerID, token string, err error) {
-	if len(addr) > MaxAddrLen || len(name) > MaxNameLen || len(pid) > MaxNameLen || uploadBps < 0 {
-		return "", "", fmt.Errorf("%w: register: addr of %d bytes (max %d), name of %d bytes (max %d), upload %d B/s",
-			ErrInvalidArgument, len(addr), MaxAddrLen, len(name), MaxNameLen, uploadBps)
+	token, err = t.register(Registration{Addr: addr, Name: name, PID: pid, UploadBps: uploadBps}, &peerID)
+	return peerID, token, err
+}
+
+// Registration is a peer enrolling with an identity key it has proven to
+// hold (the edge checks the proof).
+type Registration struct {
+	// ID names the peer: core.PeerIDOf(Key).
+	ID  string
+	Key ed25519.PublicKey
+	// Addr, Name, PID and UploadBps are as for RegisterAt.
+	Addr, Name, PID string
+	UploadBps       int64
+	// SignedAt is when the peer signed the registration; it must be later
+	// than the identity's previous registration, so a replayed one is
+	// refused (ErrStaleRegistration).
+	SignedAt time.Time
+}
+
+// RegisterPeer enrolls r and returns a fresh secret token. A peer already
+// registered under r.ID (the same key: a restarted agent) is registered
+// afresh: new token and address, and it leaves every swarm until it
+// announces again. A revoked or banned identity is refused.
+func (t *Tracker) RegisterPeer(r Registration) (token string, err error) {
+	switch {
+	case !core.ValidPeerID(r.ID):
+		return "", fmt.Errorf("%w: register: peer id %q", ErrInvalidArgument, truncate(r.ID, 80))
+	case len(r.Key) != ed25519.PublicKeySize:
+		return "", fmt.Errorf("%w: register: identity key of %d bytes", ErrInvalidArgument, len(r.Key))
 	}
-	if addr != "" {
-		if host, port, err := net.SplitHostPort(addr); err != nil || host == "" || port == "" {
-			return "", "", fmt.Errorf("%w: register: addr %q is not host:port", ErrInvalidArgument, addr)
+	return t.register(r, nil)
+}
+
+// register enrolls r; with newID set it draws a random id for a peer
+// without an identity key and stores it there.
+func (t *Tracker) register(r Registration, newID *string) (token string, err error) {
+	if len(r.Addr) > MaxAddrLen || len(r.Name) > MaxNameLen || len(r.PID) > MaxNameLen || r.UploadBps < 0 {
+		return "", fmt.Errorf("%w: register: addr of %d bytes (max %d), name of %d bytes (max %d), upload %d B/s",
+			ErrInvalidArgument, len(r.Addr), MaxAddrLen, len(r.Name), MaxNameLen, r.UploadBps)
+	}
+	if r.Addr != "" {
+		if host, port, err := net.SplitHostPort(r.Addr); err != nil || host == "" || port == "" {
+			return "", fmt.Errorf("%w: register: addr %q is not host:port", ErrInvalidArgument, r.Addr)
 		}
 	}
 	token = randomHex(16)
@@ -341,36 +413,81 @@ func (t *Tracker) RegisterAt(addr, name, pid string, uploadBps int64) (peerID, t
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if rev := t.liveRevocationLocked(r.ID, now); rev != nil {
+		if rev.Ban {
+			return "", fmt.Errorf("register %s: %w", r.ID, ErrBanned)
+		}
+		return "", fmt.Errorf("register %s: %w since %s (%s)", r.ID, ErrRevoked, rev.At.UTC().Format(time.RFC3339), rev.Reason)
+	}
+	if at, ok := t.bannedAddrs[r.Addr]; ok && r.Addr != "" {
+		if now.Sub(at) <= t.cfg.RegistrationTTL {
+			return "", fmt.Errorf("register %s: %w", r.Addr, ErrBanned)
+		}
+		delete(t.bannedAddrs, r.Addr)
+	}
+	if old := t.peers[r.ID]; old != nil && newID == nil {
+		switch {
+		case old.banned:
+			return "", fmt.Errorf("register %s: %w", r.ID, ErrBanned)
+		case old.revoked:
+			return "", fmt.Errorf("register %s: %w", r.ID, ErrRevoked)
+		case !bytes.Equal(old.key, r.Key):
+			return "", fmt.Errorf("%w: register: peer id %s is bound to another key", ErrInvalidArgument, r.ID)
+		case !r.SignedAt.After(old.signedAt):
+			return "", fmt.Errorf("register %s signed at %s, last one at %s: %w", r.ID,
+				r.SignedAt.UTC().Format(time.RFC3339Nano), old.signedAt.UTC().Format(time.RFC3339Nano), ErrStaleRegistration)
+		}
+		for root := range old.objects {
+			t.removeMemberLocked(r.ID, root)
+		}
+		old.tokenHash = sha256.Sum256([]byte(token))
+		old.addr, old.name, old.pid, old.uploadBps = r.Addr, r.Name, r.PID, r.UploadBps
+		old.lastSeen, old.signedAt = now, r.SignedAt
+		t.stats.Registrations++
+		t.log.Debug("peer registered again", "peer", r.ID, "name", r.Name, "addr", r.Addr)
+		return token, nil
+	}
 	if len(t.peers) >= t.cfg.MaxPeers {
 		t.expireLocked(now)
 		if len(t.peers) >= t.cfg.MaxPeers {
-			return "", "", fmt.Errorf("%w: limit %d reached", ErrTooManyPeers, t.cfg.MaxPeers)
+			return "", fmt.Errorf("%w: limit %d reached", ErrTooManyPeers, t.cfg.MaxPeers)
 		}
 	}
-	if at, ok := t.bannedAddrs[addr]; ok && addr != "" {
-		if now.Sub(at) <= t.cfg.RegistrationTTL {
-			return "", "", fmt.Errorf("register %s: %w", addr, ErrBanned)
+	if newID != nil {
+		for {
+			r.ID = randomHex(8)
+			if _, dup := t.peers[r.ID]; !dup {
+				break
+			}
 		}
-		delete(t.bannedAddrs, addr)
+		*newID = r.ID
 	}
-	for {
-		peerID = randomHex(8)
-		if _, dup := t.peers[peerID]; !dup {
-			break
-		}
-	}
-	t.peers[peerID] = &peer{
-		id:        peerID,
+	t.peers[r.ID] = &peer{
+		id:        r.ID,
+		key:       bytes.Clone(r.Key),
+		signedAt:  r.SignedAt,
 		tokenHash: sha256.Sum256([]byte(token)),
-		addr:      addr,
-		name:      name,
-		pid:       pid,
-		uploadBps: uploadBps,
+		addr:      r.Addr,
+		name:      r.Name,
+		pid:       r.PID,
+		uploadBps: r.UploadBps,
 		lastSeen:  now,
 	}
 	t.stats.Registrations++
-	t.log.Debug("peer registered", "peer", peerID, "name", name, "addr", addr)
-	return peerID, token, nil
+	t.log.Debug("peer registered", "peer", r.ID, "name", r.Name, "addr", r.Addr)
+	return token, nil
+}
+
+// PublicKey returns the identity key peerID registered with (nil for a
+// peer registered without one) and whether it is registered.
+func (t *Tracker) PublicKey(peerID string) (ed25519.PublicKey, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.peers[peerID]
+	if !ok {
+		return nil, false
+	}
+	return p.key, true
 }
 
 // Authenticate reports whether token is the one issued to peerID. The token
@@ -502,6 +619,9 @@ func (t *Tracker) Announce(peerID string, root core.Hash, numChunks int, have co
 	}
 	if p.banned {
 		return fmt.Errorf("announce %s by %s: %w", root.Short(), peerID, ErrBanned)
+	}
+	if p.revoked {
+		return fmt.Errorf("announce %s by %s: %w", root.Short(), peerID, ErrRevoked)
 	}
 	o, ok := t.objects[root]
 	if ok && o.numChunks != numChunks {
@@ -663,7 +783,7 @@ func (t *Tracker) HandoutWith(root core.Hash, peerID string, want int, opt Hando
 			continue
 		}
 		p := t.peers[id]
-		if id == peerID || p == nil || p.banned || !opt.allows(req.PID, p) {
+		if id == peerID || p == nil || p.banned || p.revoked || !opt.allows(req.PID, p) {
 			continue
 		}
 		cands = append(cands, Candidate{
@@ -741,7 +861,7 @@ func (t *Tracker) Report(reporter, offender string, root core.Hash, index int) e
 		return fmt.Errorf("report of %q: %w", offender, ErrUnknownPeer)
 	}
 	t.stats.Reports++
-	if r.banned || o.banned {
+	if r.banned || r.revoked || o.banned || o.revoked {
 		return nil
 	}
 	if o.reporters == nil {
@@ -753,12 +873,20 @@ func (t *Tracker) Report(reporter, offender string, root core.Hash, index int) e
 	if len(o.reporters) < t.cfg.BanThreshold {
 		return nil
 	}
+	now := t.now()
 	o.banned = true
-	o.reporters = nil
 	t.banned[offender] = struct{}{}
 	if o.addr != "" && len(t.bannedAddrs) < t.cfg.MaxPeers {
-		t.bannedAddrs[o.addr] = t.now()
+		t.bannedAddrs[o.addr] = now
 	}
+	// The ban is a revocation too, so that peers refuse the offender's
+	// chunk requests and its identity cannot register again.
+	ban := Revocation{PeerID: offender, Reason: fmt.Sprintf("banned: %d peers reported bad chunks", len(o.reporters)),
+		At: now, Until: now.Add(t.cfg.RegistrationTTL), Ban: true}
+	if _, err := t.revokeLocked(ban, now); err != nil {
+		t.log.Warn("ban not listed as a revocation", "peer", offender, "err", err)
+	}
+	o.reporters = nil
 	t.stats.BansTotal++
 	for root := range o.objects {
 		t.removeMemberLocked(offender, root)
@@ -793,7 +921,7 @@ func (t *Tracker) Stats() Stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := t.stats
-	s.Peers, s.Objects, s.Banned = len(t.peers), len(t.objects), len(t.banned)
+	s.Peers, s.Objects, s.Banned, s.Revoked = len(t.peers), len(t.objects), len(t.banned), len(t.revoked)
 	for _, o := range t.objects {
 		s.Members += len(o.members)
 	}
@@ -830,6 +958,7 @@ func (t *Tracker) expireLocked(now time.Time) {
 			delete(t.bannedAddrs, addr)
 		}
 	}
+	t.expireRevocationsLocked(now)
 }
 
 func (t *Tracker) expireObjectLocked(root core.Hash, o *object, now time.Time) {

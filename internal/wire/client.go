@@ -82,12 +82,22 @@ func FetchChunk(ctx context.Context, hc *http.Client, base string, root core.Has
 // caller tells a slow transfer from a stalled one by it, and measures the
 // time to the first byte.
 func FetchChunkProgress(ctx context.Context, hc *http.Client, base string, root core.Hash, index, size int, peerID string, buf []byte, progress func(n int)) ([]byte, error) {
+	return FetchChunkAuth(ctx, hc, base, root, index, size, peerID, nil, buf, progress)
+}
+
+// FetchChunkAuth is FetchChunkProgress that calls sign, if not nil, on the
+// request before sending it: a peer sets its Authorization there
+// (SignChunkRequest) when it asks another peer.
+func FetchChunkAuth(ctx context.Context, hc *http.Client, base string, root core.Hash, index, size int, peerID string, sign func(*http.Request), buf []byte, progress func(n int)) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+ChunkPath(root, index), nil)
 	if err != nil {
 		return nil, err
 	}
 	if peerID != "" {
 		req.Header.Set(HeaderPeerID, peerID)
+	}
+	if sign != nil {
+		sign(req)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

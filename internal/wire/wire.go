@@ -54,6 +54,8 @@ const (
 	// keeps and the objects of one order.
 	MaxOrders    = 1000
 	MaxOrderURLs = 1000
+	// MaxRevocations bounds the revocations one announce response lists.
+	MaxRevocations = 1000
 )
 
 // ChunkPath returns the request path of chunk index of the object root.
@@ -107,6 +109,15 @@ type RegisterRequest struct {
 	// right token is refused with 403.
 	Managed      bool   `json:"managed,omitempty"`
 	ManagedToken string `json:"managed_token,omitempty"`
+
+	// PublicKey is the peer's ed25519 identity key (32 bytes); the edge
+	// names the peer core.PeerIDOf(PublicKey). Time (Unix milliseconds,
+	// within RequestSkew of the edge's clock and later than the peer's
+	// previous registration) and Signature (by that key over the request
+	// and the edge's host, SignRegister) prove the peer holds the key now.
+	PublicKey []byte `json:"public_key,omitempty"`
+	Time      int64  `json:"time,omitempty"`
+	Signature []byte `json:"signature,omitempty"`
 }
 
 // RegisterResponse gives the peer its identity on this edge.
@@ -116,6 +127,9 @@ type RegisterResponse struct {
 	Token string `json:"token"`
 	// AnnounceIntervalMs is how often the peer should announce.
 	AnnounceIntervalMs int `json:"announce_interval_ms"`
+	// Ticket is the peer's ticket (core.Ticket encoding), shown to other
+	// peers on chunk requests.
+	Ticket []byte `json:"ticket,omitempty"`
 }
 
 // AnnounceRequest tells the edge what the peer holds of one object and asks
@@ -139,6 +153,12 @@ type AnnounceRequest struct {
 	// report whose answer was lost is sent again with the same number, and
 	// the edge applies each number once.
 	ReceivedSeq uint64 `json:"received_seq,omitempty"`
+	// RenewTicket asks for a fresh ticket in the response.
+	RenewTicket bool `json:"renew_ticket,omitempty"`
+	// RevokedSince is the newest Revocation.At the peer holds (Unix
+	// milliseconds); the response lists only revocations from then on. 0
+	// means every revocation still in force.
+	RevokedSince int64 `json:"revoked_since,omitempty"`
 }
 
 // Received is the bytes received from one source peer.
@@ -152,6 +172,20 @@ type Received struct {
 type AnnounceResponse struct {
 	Peers              []PeerInfo `json:"peers"`
 	AnnounceIntervalMs int        `json:"announce_interval_ms"`
+	// Ticket is a fresh ticket when the request asked for one.
+	Ticket []byte `json:"ticket,omitempty"`
+	// Revoked lists peer identities whose tickets must be refused, newest
+	// first, at most MaxRevocations.
+	Revoked []Revocation `json:"revoked,omitempty"`
+}
+
+// Revocation tells peers to refuse PeerID's chunk requests until Until
+// (Unix milliseconds), by when every ticket the peer was given has
+// expired. At is when the edge revoked it.
+type Revocation struct {
+	PeerID string `json:"peer_id"`
+	At     int64  `json:"at"`
+	Until  int64  `json:"until"`
 }
 
 // PeerInfo is one handed-out peer.

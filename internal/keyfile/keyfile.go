@@ -1,6 +1,7 @@
-package edge
-
-// The edge tier's manifest-signing key on disk.
+// Package keyfile keeps an ed25519 private key in a file: the edge tier's
+// manifest-signing key, a peer agent's identity key. A missing file is
+// created with a fresh key, readable only by its owner.
+package keyfile
 
 import (
 	"crypto/ed25519"
@@ -16,26 +17,27 @@ import (
 	"strings"
 )
 
-// LoadOrCreateKey reads the ed25519 private key at path, or creates one
+// LoadOrCreate reads the ed25519 private key at path, or creates one
 // there (mode 0600, PKCS#8 PEM) if the file does not exist. It accepts a PEM
 // "PRIVATE KEY" (PKCS#8), a raw 32-byte seed, a raw 64-byte private key, or
 // the seed as 64 hex digits.
-func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
+func LoadOrCreate(path string) (ed25519.PrivateKey, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return createKey(path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("signing key: %w", err)
+		return nil, fmt.Errorf("key file: %w", err)
 	}
-	key, err := parseKey(data)
+	key, err := Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("signing key %s: %w", path, err)
+		return nil, fmt.Errorf("key file %s: %w", path, err)
 	}
 	return key, nil
 }
 
-func parseKey(data []byte) (ed25519.PrivateKey, error) {
+// Parse reads a key in any of the forms LoadOrCreate accepts.
+func Parse(data []byte) (ed25519.PrivateKey, error) {
 	if blk, _ := pem.Decode(data); blk != nil {
 		if blk.Type != "PRIVATE KEY" {
 			return nil, fmt.Errorf("PEM block %q, want PRIVATE KEY", blk.Type)
@@ -69,21 +71,21 @@ func parseKey(data []byte) (ed25519.PrivateKey, error) {
 func createKey(path string) (ed25519.PrivateKey, error) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("signing key: generate: %w", err)
+		return nil, fmt.Errorf("key file: generate: %w", err)
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
-		return nil, fmt.Errorf("signing key: encode: %w", err)
+		return nil, fmt.Errorf("key file: encode: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("signing key: %w", err)
+		return nil, fmt.Errorf("key file: %w", err)
 	}
 	// Write a temp file, then link it into place: link fails if the path
-	// exists, so two edges starting at once on one path never overwrite or
-	// half-read each other's key; the loser reads the winner's.
+	// exists, so two processes starting at once on one path never overwrite
+	// or half-read each other's key; the loser reads the winner's.
 	f, err := os.CreateTemp(filepath.Dir(path), ".key-*")
 	if err != nil {
-		return nil, fmt.Errorf("signing key: %w", err)
+		return nil, fmt.Errorf("key file: %w", err)
 	}
 	defer os.Remove(f.Name())
 	err = f.Chmod(0o600)
@@ -97,12 +99,12 @@ func createKey(path string) (ed25519.PrivateKey, error) {
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("signing key: write %s: %w", path, err)
+		return nil, fmt.Errorf("key file: write %s: %w", path, err)
 	}
 	if err := os.Link(f.Name(), path); errors.Is(err, fs.ErrExist) {
-		return LoadOrCreateKey(path)
+		return LoadOrCreate(path)
 	} else if err != nil {
-		return nil, fmt.Errorf("signing key: %w", err)
+		return nil, fmt.Errorf("key file: %w", err)
 	}
 	return priv, nil
 }
