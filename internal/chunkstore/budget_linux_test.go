@@ -1,6 +1,7 @@
 package chunkstore
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -73,4 +74,53 @@ func dataBlocks(t *testing.T, dir string) int64 {
 		n += st.Sys().(*syscall.Stat_t).Blocks * 512
 	}
 	return n
+}
+
+// TestDiskOpenFreesUnheldBlocks: blocks of chunks the have-file does not
+// list (written just before a crash, or corrupt) are freed when the object
+// is opened, so they do not use disk the budget does not count.
+func TestDiskOpenFreesUnheldBlocks(t *testing.T) {
+	dir := t.TempDir()
+	data := testObject(8*testChunk, 4)
+	m := testManifestURL(t, data, "/crash")
+	s, err := NewDisk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := s.Open(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.WriteChunk(0, chunkOf(m, data, 0))
+	o.Close()
+	s.Close()
+	// Chunks 1 to 7 reach the data file but never the have-file.
+	f, err := os.OpenFile(filepath.Join(dir, "objects", m.Root.String(), "data"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt(data[testChunk:], testChunk)
+	f.Close()
+	if blocks := dataBlocks(t, dir); blocks < 8*testChunk {
+		t.Fatalf("setup: %d bytes allocated", blocks)
+	}
+	s2, err := NewDisk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	o2, err := s2.Open(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o2.Close()
+	if got := o2.Have().Count(); got != 1 {
+		t.Fatalf("holds %d chunks", got)
+	}
+	if blocks, used := dataBlocks(t, dir), s2.Usage().UsedBytes; blocks > used || used != testChunk {
+		t.Fatalf("after open: %d bytes allocated, %d counted", blocks, used)
+	}
+	if got, err := o2.ReadChunk(0, nil); err != nil || !bytes.Equal(got, chunkOf(m, data, 0)) {
+		t.Fatalf("the held chunk after punching the rest: %v", err)
+	}
 }

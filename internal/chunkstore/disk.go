@@ -157,7 +157,31 @@ func (s *Disk) create(m *core.Manifest) (*object, error) {
 		// make the next open re-verify the same bad chunks again.
 		b.flush()
 	}
+	b.punchUnheld()
 	return o, nil
+}
+
+// punchUnheld frees the blocks of every run of chunks not held (dropped
+// by recover, or written after the last have-file before a crash), so the
+// disk holds no more than the budget counts.
+func (b *diskBackend) punchUnheld() {
+	n := b.m.NumChunks()
+	for i := 0; i < n; {
+		if b.o.have.Has(i) {
+			i++
+			continue
+		}
+		j := i
+		for j < n && !b.o.have.Has(j) {
+			j++
+		}
+		end := b.m.Size
+		if j < n {
+			end = b.m.ChunkOffset(j)
+		}
+		_ = punchHole(b.f, b.m.ChunkOffset(i), end-b.m.ChunkOffset(i)) // best effort: only space is at stake
+		i = j
+	}
 }
 
 type diskBackend struct {
