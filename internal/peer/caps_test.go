@@ -522,3 +522,31 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestCapsDefaults: zero values mean the documented defaults, and the
+// upload cap is what the edge is told when no link rate is given.
+func TestCapsDefaults(t *testing.T) {
+	c := Config{UploadLimitBps: 5000}.WithDefaults()
+	if c.UploadBps != 5000 || c.Upload != UploadOn || c.MaxConns != 256 || c.IdleAfterMs != 30000 || c.IdleCPUPercent != 50 {
+		t.Fatalf("defaults %+v", c)
+	}
+	if c := (Config{UploadBps: 9000, UploadLimitBps: 5000}).WithDefaults(); c.UploadBps != 9000 {
+		t.Fatalf("an explicit advertised rate was replaced: %d", c.UploadBps)
+	}
+	for _, cfg := range []Config{
+		{Edge: "http://e:1", UploadLimitBps: -1},
+		{Edge: "http://e:1", Upload: "maybe"},
+	} {
+		if _, err := New(cfg, Deps{}); err == nil {
+			t.Errorf("New(%+v) succeeded", cfg)
+		}
+	}
+	for in, want := range map[string]UploadMode{"": UploadOn, "on": UploadOn, "off": UploadOff, "idle": UploadIdle} {
+		if got, err := ParseUploadMode(in); err != nil || got != want {
+			t.Errorf("ParseUploadMode(%q) = %q, %v", in, got, err)
+		}
+	}
+	if _, err := ParseUploadMode("ON "); err == nil {
+		t.Error("a padded mode was accepted")
+	}
+}
