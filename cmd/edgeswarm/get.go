@@ -83,7 +83,7 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			link, err := peerLink(upLimit, downLimit)
+			upBps, link, err := peerLink(upLimit, downLimit)
 			if err != nil {
 				return err
 			}
@@ -110,7 +110,7 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 					adv = advertise
 				}
 			}
-			a, err := peer.New(peer.Config{Edge: edges[0], Fallbacks: edges[1:], Advertise: adv, Keys: ring},
+			a, err := peer.New(peer.Config{Edge: edges[0], Fallbacks: edges[1:], Advertise: adv, Keys: ring, UploadLimitBps: upBps},
 				peer.Deps{Store: store, HTTP: peerHTTPClient(link), Logger: log})
 			if err != nil {
 				if ln != nil {

@@ -113,7 +113,11 @@ func TestBattery21_UnauthenticatedOrRevokedPeerRefused(t *testing.T) {
 	if err := fetch(ctx, addr, m, 0, honest.reg.Ticket, honest.key); err != nil {
 		t.Fatalf("honest peer with its ticket: %v", err)
 	}
+	// The client has the whole chunk a moment before the server counts it.
 	base := seeder.Stats()
+	for wait := time.Now().Add(5 * time.Second); base.UploadedChunks == 0 && time.Now().Before(wait); base = seeder.Stats() {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if base.UploadedChunks != 1 || base.UploadsUnauthorized != 0 {
 		t.Fatalf("after the control request: %+v", base)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,18 +25,95 @@ const haveFlushDelay = 250 * time.Millisecond
 //	dir/objects/<root hex>/have      the held-chunks bitfield (written atomically)
 //
 // The have-file is a hint: on reopen every chunk it lists is re-read and
-// re-verified against the manifest, and dropped if it fails.
+// re-verified against the manifest, and dropped if it fails. Evicted chunks
+// are punched out of the data file (on Linux), so the blocks are freed at
+// once.
 type Disk struct {
 	dir string
 	reg registry
 }
 
-// NewDisk returns a store rooted at dir, creating it if needed.
-func NewDisk(dir string) (*Disk, error) {
+// NewDisk returns a store rooted at dir, creating it if needed. It counts
+// the chunks the object versions already under dir hold (by their
+// have-files) against the budget, and removes the least recently written
+// versions whole while they exceed it.
+func NewDisk(dir string, opts ...Option) (*Disk, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "objects"), 0o755); err != nil {
 		return nil, fmt.Errorf("chunkstore: %w", err)
 	}
-	return &Disk{dir: dir}, nil
+	s := &Disk{dir: dir}
+	s.reg.acct = newBudget(buildOptions(opts).budget, s.discard)
+	if err := s.scan(); err != nil {
+		return nil, err
+	}
+	s.reg.acct.trim()
+	return s, nil
+}
+
+// Usage implements Store.
+func (s *Disk) Usage() Usage { return s.reg.acct.usage() }
+
+func (s *Disk) objectDir(root core.Hash) string {
+	return filepath.Join(s.dir, "objects", root.String())
+}
+
+// discard removes the storage of a version no handle has open.
+func (s *Disk) discard(root core.Hash) error {
+	return os.RemoveAll(s.objectDir(root))
+}
+
+// scan adds every version under dir to the budget, oldest have-file first.
+// A version whose manifest cannot be read counts its whole data file.
+func (s *Disk) scan() error {
+	ents, err := os.ReadDir(filepath.Join(s.dir, "objects"))
+	if err != nil {
+		return fmt.Errorf("chunkstore: %w", err)
+	}
+	type found struct {
+		root   core.Hash
+		bytes  int64
+		chunks int
+		mtime  time.Time
+	}
+	var all []found
+	for _, e := range ents {
+		root, err := core.ParseHash(e.Name())
+		if err != nil || !e.IsDir() {
+			continue // not ours
+		}
+		f := found{root: root}
+		dir := s.objectDir(root)
+		var m core.Manifest
+		raw, err := os.ReadFile(filepath.Join(dir, "manifest"))
+		if err == nil {
+			err = m.UnmarshalBinary(raw)
+		}
+		if err != nil {
+			if st, err := os.Stat(filepath.Join(dir, "data")); err == nil {
+				f.bytes, f.mtime = st.Size(), st.ModTime()
+			}
+			all = append(all, f)
+			continue
+		}
+		if st, err := os.Stat(filepath.Join(dir, "have")); err == nil {
+			f.mtime = st.ModTime()
+			raw, _ := os.ReadFile(filepath.Join(dir, "have"))
+			if have, err := core.BitfieldFromBytes(m.NumChunks(), raw); err == nil {
+				for i := 0; i < m.NumChunks(); i++ {
+					if have.Has(i) {
+						f.bytes += int64(m.ChunkLen(i))
+						f.chunks++
+					}
+				}
+			}
+		}
+		all = append(all, f)
+	}
+	slices.SortFunc(all, func(a, b found) int { return a.mtime.Compare(b.mtime) })
+	for _, f := range all {
+		s.reg.acct.add(f.root, f.bytes, f.chunks, s.reg.acct.tick())
+	}
+	return nil
 }
 
 // Open implements Store.
@@ -47,7 +125,7 @@ func (s *Disk) Open(m *core.Manifest) (Object, error) {
 func (s *Disk) Close() error { return s.reg.closeAll() }
 
 func (s *Disk) create(m *core.Manifest) (*object, error) {
-	dir := filepath.Join(s.dir, "objects", m.Root.String())
+	dir := s.objectDir(m.Root)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("chunkstore: open %s: %w", m.Root.Short(), err)
 	}
@@ -79,7 +157,31 @@ func (s *Disk) create(m *core.Manifest) (*object, error) {
 		// make the next open re-verify the same bad chunks again.
 		b.flush()
 	}
+	b.punchUnheld()
 	return o, nil
+}
+
+// punchUnheld frees the blocks of every run of chunks not held (dropped
+// by recover, or written after the last have-file before a crash), so the
+// disk holds no more than the budget counts.
+func (b *diskBackend) punchUnheld() {
+	n := b.m.NumChunks()
+	for i := 0; i < n; {
+		if b.o.have.Has(i) {
+			i++
+			continue
+		}
+		j := i
+		for j < n && !b.o.have.Has(j) {
+			j++
+		}
+		end := b.m.Size
+		if j < n {
+			end = b.m.ChunkOffset(j)
+		}
+		_ = punchHole(b.f, b.m.ChunkOffset(i), end-b.m.ChunkOffset(i)) // best effort: only space is at stake
+		i = j
+	}
 }
 
 type diskBackend struct {
@@ -142,6 +244,10 @@ func (b *diskBackend) readAt(i int, buf []byte) error {
 		return ErrClosed
 	}
 	return err
+}
+
+func (b *diskBackend) drop(i int) error {
+	return punchHole(b.f, b.m.ChunkOffset(i), int64(b.m.ChunkLen(i)))
 }
 
 // marked schedules a have-file flush unless one is pending.

@@ -15,8 +15,30 @@ type Memory struct {
 	kept map[core.Hash]*memBackend // guarded by mu: objects whose handles all closed
 }
 
-// NewMemory returns an empty memory store.
-func NewMemory() *Memory { return &Memory{kept: map[core.Hash]*memBackend{}} }
+// NewMemory returns an empty memory store. WithBudget bounds the bytes it
+// keeps.
+func NewMemory(opts ...Option) *Memory {
+	s := &Memory{kept: map[core.Hash]*memBackend{}}
+	s.reg.acct = newBudget(buildOptions(opts).budget, s.discard)
+	return s
+}
+
+// Usage implements Store.
+func (s *Memory) Usage() Usage { return s.reg.acct.usage() }
+
+// discard forgets the chunks of a version no handle has open.
+func (s *Memory) discard(root core.Hash) error {
+	s.mu.Lock()
+	b := s.kept[root]
+	delete(s.kept, root)
+	s.mu.Unlock()
+	if b != nil {
+		b.mu.Lock()
+		b.chunks = make([][]byte, len(b.chunks))
+		b.mu.Unlock()
+	}
+	return nil
+}
 
 // Open implements Store.
 func (s *Memory) Open(m *core.Manifest) (Object, error) {
@@ -80,10 +102,22 @@ func (b *memBackend) readAt(i int, buf []byte) error {
 	if b.gone {
 		return ErrClosed
 	}
+	if b.chunks[i] == nil {
+		return ErrNotFound
+	}
 	copy(buf, b.chunks[i])
 	return nil
 }
 
 func (b *memBackend) marked() {}
+
+func (b *memBackend) drop(i int) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.gone {
+		b.chunks[i] = nil
+	}
+	return nil
+}
 
 func (b *memBackend) close() error { return nil }

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/edgeswarm/edgeswarm/internal/chunkstore"
 	"github.com/edgeswarm/edgeswarm/internal/core"
+	"github.com/edgeswarm/edgeswarm/internal/cpustat"
 	"github.com/edgeswarm/edgeswarm/internal/wire"
 )
 
@@ -55,8 +57,16 @@ type Agent struct {
 	upBytes     atomic.Int64
 	upChunks    atomic.Int64
 	upBusy      atomic.Int64
-	upUnauth    atomic.Int64 // chunk requests refused 401
-	upForbidden atomic.Int64 // chunk requests refused 403 (revoked peers)
+	upUnauth    atomic.Int64   // chunk requests refused 401
+	upForbidden atomic.Int64   // chunk requests refused 403 (revoked peers)
+	upLimit     *uploadLimiter // nil: no upload cap
+	upRate      rateMeter
+	idle        *idleGate     // nil unless Config.Upload is UploadIdle
+	conns       chan struct{} // inbound connection slots of Serve; never closed
+	connsOff    atomic.Int64  // inbound connections refused
+
+	refuseMu  sync.Mutex
+	refusedBy map[string]int64 // guarded by refuseMu: chunk requests refused, by reason
 
 	identity ed25519.PrivateKey // never changes
 	edgeHost string             // the home edge's host, which registrations are signed for
@@ -119,24 +129,33 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if cfg.Identity != nil && len(cfg.Identity) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("peer: identity key of %d bytes, want an ed25519 private key", len(cfg.Identity))
 	}
+	if _, err := ParseUploadMode(string(cfg.Upload)); err != nil {
+		return nil, fmt.Errorf("peer: %w", err)
+	}
+	if cfg.UploadLimitBps < 0 || cfg.UploadBps < 0 {
+		return nil, fmt.Errorf("peer: upload rate %d or limit %d bytes/s: want ≥ 0", cfg.UploadBps, cfg.UploadLimitBps)
+	}
+	cfg.Upload, _ = ParseUploadMode(string(cfg.Upload))
 	cfg = cfg.applyDefaults()
 	a := &Agent{
-		cfg:     cfg,
-		store:   deps.Store,
-		hc:      deps.HTTP,
-		log:     deps.Logger,
-		now:     deps.Now,
-		rnd:     deps.Rand,
-		policy:  deps.Policy,
-		keys:    cfg.Keys,
-		uploads: make(chan struct{}, cfg.MaxUploads),
-		byURL:   map[string]*Download{},
-		byRoot:  map[core.Hash]*Download{},
-		flights: map[string]*resolveFlight{},
-		banned:  map[string]bool{},
-		revoked: map[string]int64{},
-		proofs:  authCache[madeProof]{limit: maxAuthCache},
-		checked: authCache[checkedAuth]{limit: maxAuthCache},
+		cfg:       cfg,
+		store:     deps.Store,
+		hc:        deps.HTTP,
+		log:       deps.Logger,
+		now:       deps.Now,
+		rnd:       deps.Rand,
+		policy:    deps.Policy,
+		keys:      cfg.Keys,
+		uploads:   make(chan struct{}, cfg.MaxUploads),
+		conns:     make(chan struct{}, cfg.MaxConns),
+		refusedBy: map[string]int64{},
+		byURL:     map[string]*Download{},
+		byRoot:    map[core.Hash]*Download{},
+		flights:   map[string]*resolveFlight{},
+		banned:    map[string]bool{},
+		revoked:   map[string]int64{},
+		proofs:    authCache[madeProof]{limit: maxAuthCache},
+		checked:   authCache[checkedAuth]{limit: maxAuthCache},
 	}
 	u, _ := url.Parse(cfg.Edge) // checked above
 	a.edgeHost, a.identity = u.Host, cfg.Identity
@@ -172,6 +191,18 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if a.policy == nil {
 		a.policy = DefaultPolicy{}
 	}
+	a.upLimit = newUploadLimiter(cfg.UploadLimitBps, a.now)
+	if cfg.Upload == UploadIdle {
+		a.idle = &idleGate{after: ms(cfg.IdleAfterMs), maxBusy: float64(cfg.IdleCPUPercent) / 100, cpu: deps.CPUBusy, now: a.now}
+		if a.idle.cpu == nil && runtime.GOOS == "linux" {
+			s := &cpustat.Sampler{}
+			if _, _, err := s.Busy(); err != nil {
+				a.log.Warn("idle-only uploading without the CPU check", "err", err)
+			} else {
+				a.idle.cpu = func() (float64, bool) { b, ok, _ := s.Busy(); return b, ok }
+			}
+		}
+	}
 	for i, e := range append([]string{cfg.Edge}, cfg.Fallbacks...) {
 		base := strings.TrimSuffix(e, "/")
 		id := "edge"
@@ -196,30 +227,86 @@ func (a *Agent) PeerID() string {
 	return a.sess.peerID
 }
 
-// AgentStats counts what the agent served to other peers.
+// AgentStats counts what the agent served to other peers, and reports its
+// caps and how much of them is in use.
 type AgentStats struct {
-	PeerID         string
-	UploadedBytes  int64 // chunk payload bytes served
-	UploadedChunks int64
-	UploadsRefused int64 // 503s for want of an upload slot
+	PeerID         string `json:"peer_id"`
+	UploadedBytes  int64  `json:"uploaded_bytes"` // chunk payload bytes served
+	UploadedChunks int64  `json:"uploaded_chunks"`
+	UploadsRefused int64  `json:"uploads_refused"` // 503s for want of an upload slot
 	// UploadsUnauthorized counts chunk requests refused 401 (no ticket, or
 	// one that does not verify, has expired or is not the requester's),
 	// UploadsForbidden those refused 403 (a revoked peer).
-	UploadsUnauthorized int64
-	UploadsForbidden    int64
+	UploadsUnauthorized int64 `json:"uploads_unauthorized"`
+	UploadsForbidden    int64 `json:"uploads_forbidden"`
+	// Refused counts refused chunk requests by reason (RefusedSlots,
+	// RefusedOff, RefusedNotIdle).
+	Refused map[string]int64 `json:"refused"`
+	// UploadMode is on, off or idle; Offering says whether chunks are
+	// offered to other peers right now (announced and served).
+	UploadMode UploadMode `json:"upload_mode"`
+	Offering   bool       `json:"offering"`
+	// UploadLimitBps is the upload cap (0: none), UploadRateBps the rate
+	// uploaded over the last few seconds, both in bytes/s.
+	UploadLimitBps int64   `json:"upload_limit_bps"`
+	UploadRateBps  float64 `json:"upload_rate_bps"`
+	// ActiveUploads is the uploads in progress, MaxUploads their cap.
+	ActiveUploads int `json:"active_uploads"`
+	MaxUploads    int `json:"max_uploads"`
+	// InboundConns is the chunk server's open connections (through Serve),
+	// MaxConns their cap, ConnsRefused the connections closed past it.
+	InboundConns int   `json:"inbound_conns"`
+	MaxConns     int   `json:"max_conns"`
+	ConnsRefused int64 `json:"conns_refused"`
+	// MaxPeers caps the peer sources of each download.
+	MaxPeers int `json:"max_peers"`
+	// Downloads counts live object versions (downloading or seeding).
+	Downloads int `json:"downloads"`
+	// Disk is the chunk store's usage against its budget.
+	Disk chunkstore.Usage `json:"disk"`
+	// Idle is the idle gate's verdict; nil unless the mode is idle.
+	Idle *IdleStatus `json:"idle,omitempty"`
 }
 
-// Stats returns the agent's upload counters.
+// Stats returns the agent's upload counters, caps and usage.
 func (a *Agent) Stats() AgentStats {
-	return AgentStats{
+	st := AgentStats{
 		PeerID:         a.PeerID(),
 		UploadedBytes:  a.upBytes.Load(),
 		UploadedChunks: a.upChunks.Load(),
 		UploadsRefused: a.upBusy.Load(),
+		Refused:        map[string]int64{},
+		UploadMode:     a.cfg.Upload,
+		UploadLimitBps: a.cfg.UploadLimitBps,
+		UploadRateBps:  a.upRate.rate(a.now()),
+		ActiveUploads:  len(a.uploads),
+		MaxUploads:     a.cfg.MaxUploads,
+		InboundConns:   len(a.conns),
+		MaxConns:       a.cfg.MaxConns,
+		ConnsRefused:   a.connsOff.Load(),
+		MaxPeers:       a.cfg.MaxPeers,
+		Disk:           a.store.Usage(),
 
 		UploadsUnauthorized: a.upUnauth.Load(),
 		UploadsForbidden:    a.upForbidden.Load(),
 	}
+	a.refuseMu.Lock()
+	for k, v := range a.refusedBy {
+		st.Refused[k] = v
+	}
+	a.refuseMu.Unlock()
+	st.Refused[RefusedSlots] = st.UploadsRefused
+	switch a.cfg.Upload {
+	case UploadOn:
+		st.Offering = true
+	case UploadIdle:
+		is := a.idle.state()
+		st.Idle, st.Offering = &is, is.Idle
+	}
+	a.mu.Lock()
+	st.Downloads = len(a.byRoot)
+	a.mu.Unlock()
+	return st
 }
 
 // session returns the agent's registration and trusted keys, fetching keys
@@ -243,7 +330,11 @@ func (a *Agent) session(ctx context.Context) (session, core.KeyRing, error) {
 		keys = k
 	}
 	if sess == nil {
-		req := wire.RegisterRequest{Addr: a.cfg.Advertise, UploadBps: a.cfg.UploadBps, Name: a.cfg.Name,
+		addr := a.cfg.Advertise
+		if a.cfg.Upload == UploadOff {
+			addr = "" // leech only: never handed out
+		}
+		req := wire.RegisterRequest{Addr: addr, UploadBps: a.cfg.UploadBps, Name: a.cfg.Name,
 			Managed: a.cfg.Managed, ManagedToken: a.cfg.ManagedToken}
 		a.signRegister(&req)
 		r, err := a.edge.Register(ctx, req)
@@ -302,6 +393,9 @@ func (a *Agent) Download(ctx context.Context, objectURL string) (*Download, erro
 	old := a.byURL[objectURL]
 	if old != nil && (a.cfg.ManifestTTLMs < 0 || a.now().Sub(old.checkedAt) < ms(a.cfg.ManifestTTLMs)) {
 		a.mu.Unlock()
+		if old.partial() {
+			return a.refill(old)
+		}
 		return old, nil
 	}
 	f := a.flights[objectURL]
@@ -352,6 +446,9 @@ func (a *Agent) start(ctx context.Context, objectURL string) (*Download, error) 
 		return nil, fmt.Errorf("download %s: %w", objectURL, err)
 	}
 	if d := a.liveDownload(m.Root); d != nil {
+		if d.partial() {
+			return a.refill(d)
+		}
 		return d, nil
 	}
 	obj, err := a.store.Open(m)

@@ -91,7 +91,7 @@ func (d *Download) announce(sess session) (wire.AnnounceResponse, error) {
 		PeerID:      sess.peerID,
 		Token:       sess.token,
 		Root:        d.m.Root.String(),
-		Have:        d.haveBytes(),
+		Have:        d.offerBytes(),
 		Want:        d.a.cfg.MaxPeers,
 		Received:    recv,
 		ReceivedSeq: seq,

@@ -241,11 +241,11 @@ func (a *Agent) authorize(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		a.upUnauth.Add(1)
 		w.Header().Set("WWW-Authenticate", wire.AuthScheme)
-		return &httpError{http.StatusUnauthorized, "chunk request refused: " + err.Error()}
+		return &httpError{code: http.StatusUnauthorized, msg: "chunk request refused: " + err.Error()}
 	}
 	if a.isRevoked(peerID, now) {
 		a.upForbidden.Add(1)
-		return &httpError{http.StatusForbidden, fmt.Sprintf("chunk request refused: peer %s is revoked", peerID)}
+		return &httpError{code: http.StatusForbidden, msg: fmt.Sprintf("chunk request refused: peer %s is revoked", peerID)}
 	}
 	return nil
 }

@@ -49,13 +49,34 @@ func (c *testCredential) sign(req *http.Request) {
 	wire.SignChunkRequest(req, c.ticket, c.key, now)
 }
 
-// signing is an http.RoundTripper that signs every request with c.
-type signing struct{ c *testCredential }
+// signing is an http.RoundTripper that signs every request with c, then
+// sends it with next (nil: http.DefaultTransport).
+type signing struct {
+	c    *testCredential
+	next http.RoundTripper
+}
 
 func (s signing) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(req.Context())
 	s.c.sign(req)
-	return http.DefaultTransport.RoundTrip(req)
+	if s.next == nil {
+		return http.DefaultTransport.RoundTrip(req)
+	}
+	return s.next.RoundTrip(req)
+}
+
+// signedClient returns a client whose requests carry a fresh identity's
+// ticket from e, valid for an hour from now (by now, if not nil, which
+// also signs); tr, if not nil, sends them.
+func (e *fakeEdge) signedClient(t testing.TB, tr http.RoundTripper, now func() time.Time) *http.Client {
+	t.Helper()
+	at := time.Now()
+	if now != nil {
+		at = now()
+	}
+	c := e.credential(t, at, time.Hour)
+	c.now = now
+	return &http.Client{Transport: signing{c: c, next: tr}}
 }
 
 // seeder starts an agent holding the whole of o, serving on loopback with

@@ -37,11 +37,33 @@ type Config struct {
 	// nil means a fresh key in memory, a new identity at each start.
 	Identity ed25519.PrivateKey `yaml:"-"`
 	// UploadBps is the upload budget (bytes/s) advertised to the edge for
-	// its hand-out ranking; 0 means unknown. The agent does not shape to it.
+	// its hand-out ranking; 0 means UploadLimitBps (0 too: unknown). The
+	// agent does not shape to it: the demo sets it to its emulated link.
 	UploadBps int64 `yaml:"upload_bps"`
+	// UploadLimitBps caps the chunk bytes per second the agent uploads to
+	// other peers, all uploads together (a token bucket the agent enforces
+	// as it writes). 0 means no cap.
+	UploadLimitBps int64 `yaml:"upload_limit_bps"`
 	// MaxUploads bounds the chunk uploads served at once; past it requests
 	// get 503 at once. 0 means 16.
 	MaxUploads int `yaml:"max_uploads"`
+	// MaxConns bounds the open inbound connections of the chunk server
+	// (Serve); past it a new connection is closed as soon as it is
+	// accepted. 0 means 256.
+	MaxConns int `yaml:"max_conns"`
+	// Upload is the upload mode: UploadOn, UploadOff (leech only) or
+	// UploadIdle (only while this machine's user is idle, see idle.go).
+	// "" means on.
+	Upload UploadMode `yaml:"upload"`
+	// IdleAfterMs: with UploadIdle, the user counts as idle once no local
+	// player has read and no download of this agent's own has run for
+	// this long. 0 means 30000.
+	IdleAfterMs int `yaml:"idle_after_ms"`
+	// IdleCPUPercent: with UploadIdle, the user also counts as idle only
+	// while the CPUs were busy less than this share over the last second
+	// (Linux /proc/stat or Deps.CPUBusy; not checked elsewhere). 0 means
+	// 50; 100 or more turns the CPU check off.
+	IdleCPUPercent int `yaml:"idle_cpu_percent"`
 
 	// Managed registers this peer as a managed cache (domain 2) with the
 	// edge's ManagedToken: it is handed out before end-user peers of its
@@ -100,6 +122,15 @@ func (c Config) applyDefaults() Config {
 		}
 	}
 	def(&c.MaxUploads, 16)
+	def(&c.MaxConns, 256)
+	if c.Upload == "" {
+		c.Upload = UploadOn
+	}
+	def(&c.IdleAfterMs, 30000)
+	def(&c.IdleCPUPercent, 50)
+	if c.UploadBps <= 0 {
+		c.UploadBps = max(c.UploadLimitBps, 0)
+	}
 	def(&c.MaxPeers, 50)
 	c.MaxPeers = min(c.MaxPeers, wire.MaxHandout)
 	def(&c.AnnounceIntervalMs, 500)
@@ -147,4 +178,9 @@ type Deps struct {
 	// Clock reads the local time of day that pre-positioning windows
 	// (RunOrders) are in; nil means Now.
 	Clock func() time.Time
+	// CPUBusy reports the share of CPU time the whole system was busy
+	// since its previous call, in [0, 1], for idle-only uploading; ok is
+	// false while it has no figure. nil means /proc/stat on Linux and no
+	// CPU check elsewhere. The agent calls it at most once a second.
+	CPUBusy func() (busy float64, ok bool)
 }

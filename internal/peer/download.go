@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgeswarm/edgeswarm/internal/chunkstore"
@@ -39,18 +40,21 @@ type Download struct {
 
 	checkedAt time.Time // guarded by a.mu: when the manifest was last confirmed
 
-	mu      sync.Mutex
-	have    core.Bitfield // guarded by mu: published by the loop
-	changed chan struct{} // guarded by mu: closed and replaced whenever have grows or the download ends
-	err     error         // guarded by mu: set once, before done closes
-	ended   bool          // guarded by mu
-	stats   Stats         // guarded by mu
+	mu            sync.Mutex
+	have          core.Bitfield      // guarded by mu: published by the loop, less what the store evicted
+	changed       chan struct{}      // guarded by mu: closed and replaced whenever have grows or the download ends
+	err           error              // guarded by mu: set once, before done closes
+	ended         bool               // guarded by mu
+	stats         Stats              // guarded by mu
+	readers       map[*reader]int    // guarded by mu: chunk each active reader needs next
+	pins          map[*reader]func() // guarded by mu: unpins each reader's window
+	unpinAll      func()             // guarded by mu: unpins the object pinned while downloading
+	seenEvictions int64              // guarded by mu: obj.Evictions() when have was last synced
 	// received is the bytes from each peer source not yet reported to the
-	// edge (takeReceived, returnReceived). Guarded by mu.
+	// edge (takeReceived, ackReceived). Guarded by mu.
 	received  map[string]int64
 	unacked   []wire.Received // guarded by mu: the report numbered reportSeq, sent but not answered
 	reportSeq uint64          // guarded by mu
-	readers   map[*reader]int // guarded by mu: chunk each active reader needs next
 }
 
 // handout is one announce response for the loop.
@@ -75,6 +79,7 @@ func newDownload(a *Agent, objectURL string, m *core.Manifest, obj chunkstore.Ob
 		changed:     make(chan struct{}),
 		readers:     map[*reader]int{},
 		received:    map[string]int64{},
+		pins:        map[*reader]func(){},
 		have:        obj.Have(),
 	}
 	cs := m.ChunkSize
@@ -93,8 +98,17 @@ func newDownload(a *Agent, objectURL string, m *core.Manifest, obj chunkstore.Ob
 	return d
 }
 
-// launch starts the loop and the announcer; called with a.mu held.
+// launch starts the loop and the announcer; called with a.mu held. The
+// object stays pinned until the download ends, and chunks evicted before
+// the pin are dropped from have first, so the loop starts from what the
+// store really holds.
 func (d *Download) launch() {
+	unpin := d.obj.Pin(0, d.m.NumChunks())
+	d.mu.Lock()
+	d.unpinAll = unpin
+	d.syncHaveLocked()
+	d.mu.Unlock()
+	d.a.idle.downloadStarted()
 	l := newLoop(d)
 	d.results = make(chan result, l.maxFlight*4+8)
 	d.a.wg.Add(2)
@@ -152,6 +166,10 @@ type Stats struct {
 	ResumedBytes int64
 	// CorruptChunks counts chunks that failed verification (hash or length).
 	CorruptChunks int
+	// EvictedChunks counts held chunks the store evicted (to stay within
+	// its budget) after the download completed; they are no longer
+	// announced or served.
+	EvictedChunks int
 	// Banned lists the peer IDs this download banned for bad chunks.
 	Banned []string
 	// Requests, Timeouts, Failures and Busy count chunk requests, those
@@ -194,7 +212,12 @@ func (d *Download) finish(err error) {
 	d.stats.Complete = err == nil
 	close(d.changed)
 	d.changed = make(chan struct{})
+	unpin := d.unpinAll
 	d.mu.Unlock()
+	if unpin != nil {
+		unpin()
+	}
+	d.a.idle.downloadEnded()
 	close(d.done)
 	if err != nil {
 		d.a.forget(d)
@@ -214,12 +237,14 @@ func (d *Download) publish(i int) {
 func (d *Download) holds(i int) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.syncHaveLocked()
 	return d.have.Has(i)
 }
 
 func (d *Download) haveBytes() []byte {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.syncHaveLocked()
 	return d.have.Bytes()
 }
 
@@ -229,15 +254,18 @@ func (d *Download) putBuf(b *[]byte) { d.bufs.Put(b) }
 // NewReader returns a reader of the whole object, in order. Each Read
 // blocks until the chunk it needs is held (and steers the scheduler to the
 // chunks just ahead of it); it fails when the download fails or ctx ends.
+// The chunk it is on and the ReaderWindow chunks after it are pinned in
+// the store; a chunk evicted from a complete download is fetched again.
 func (d *Download) NewReader(ctx context.Context) io.ReadSeeker {
-	r := &reader{d: d, ctx: ctx, chunk: -1}
+	r := &reader{ctx: ctx, chunk: -1}
+	r.d.Store(d)
 	context.AfterFunc(ctx, r.unregister)
 	return r
 }
 
 // reader is a ReadSeeker over a download.
 type reader struct {
-	d     *Download
+	d     atomic.Pointer[Download] // moves to a refill when the download lost a chunk
 	ctx   context.Context
 	off   int64
 	chunk int    // index of the chunk in buf, -1 if none
@@ -248,17 +276,34 @@ func (r *reader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	m := r.d.m
+	d := r.d.Load()
+	d.a.idle.touch()
+	m := d.m
 	if r.off >= m.Size {
 		r.unregister()
 		return 0, io.EOF
 	}
 	i := int(r.off / int64(m.ChunkSize))
 	if r.chunk != i {
-		if err := r.d.waitChunk(r.ctx, r, i); err != nil {
-			return 0, err
+		for refills := 0; ; refills++ {
+			err := d.waitChunk(r.ctx, r, i)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, errEvicted) {
+				return 0, err
+			}
+			if refills == maxRefills {
+				return 0, fmt.Errorf("read %s: chunk %d evicted again after %d refills", m.URL, i, refills)
+			}
+			nd, err := d.a.refill(d)
+			if err != nil {
+				return 0, fmt.Errorf("read %s: chunk %d was evicted and cannot be fetched again: %w", m.URL, i, err)
+			}
+			d.handOver(r, nd)
+			d = nd
 		}
-		data, err := r.d.obj.ReadChunk(i, r.buf)
+		data, err := d.obj.ReadChunk(i, r.buf)
 		if err != nil {
 			return 0, fmt.Errorf("read %s: %w", m.URL, err)
 		}
@@ -275,7 +320,7 @@ func (r *reader) Seek(offset int64, whence int) (int64, error) {
 	case io.SeekCurrent:
 		offset += r.off
 	case io.SeekEnd:
-		offset += r.d.m.Size
+		offset += r.d.Load().m.Size
 	default:
 		return 0, errors.New("seek: invalid whence")
 	}
@@ -286,26 +331,48 @@ func (r *reader) Seek(offset int64, whence int) (int64, error) {
 	return offset, nil
 }
 
-func (r *reader) unregister() {
-	r.d.mu.Lock()
-	delete(r.d.readers, r)
-	r.d.mu.Unlock()
+func (r *reader) unregister() { r.d.Load().unregisterReader(r) }
+
+// unregisterReader forgets r and unpins its window.
+func (d *Download) unregisterReader(r *reader) {
+	d.mu.Lock()
+	delete(d.readers, r)
+	unpin := d.pins[r]
+	delete(d.pins, r)
+	d.mu.Unlock()
+	if unpin != nil {
+		unpin()
+	}
 }
 
-// waitChunk blocks until chunk i is held, telling the loop that r needs it.
+// waitChunk blocks until chunk i is held, telling the loop that r needs it
+// and pinning r's window (the ReaderWindow chunks from i on). It
+// returns errEvicted if d is complete but the store evicted chunk i.
 func (d *Download) waitChunk(ctx context.Context, r *reader, i int) error {
 	d.mu.Lock()
-	if ctx.Err() == nil && d.readers[r] != i {
+	if p, ok := d.readers[r]; ctx.Err() == nil && (!ok || p != i) {
 		d.readers[r] = i
+		unpin := d.obj.Pin(i, d.a.cfg.ReaderWindow) // the new window first, so no chunk in both goes unpinned
+		if old := d.pins[r]; old != nil {
+			old()
+		}
+		d.pins[r] = unpin
 		select {
 		case d.poke <- struct{}{}:
 		default:
 		}
 	}
-	for !d.have.Has(i) {
-		if d.ended && d.err != nil {
+	for {
+		d.syncHaveLocked()
+		if d.have.Has(i) {
+			break
+		}
+		if d.ended {
 			err := d.err
 			d.mu.Unlock()
+			if err == nil {
+				return errEvicted
+			}
 			return fmt.Errorf("read %s: %w", d.m.URL, err)
 		}
 		ch := d.changed

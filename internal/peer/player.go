@@ -14,9 +14,14 @@ const PathContent = "/content"
 // PlayerHandler is the local endpoint for players and browsers: GET or HEAD
 // /content/<object path> streams the object in order while it downloads
 // (starting the download if needed), with Content-Type and Content-Length
-// from the manifest and single byte ranges (206, Content-Range, 416).
+// from the manifest and single byte ranges (206, Content-Range, 416);
+// GET /status reports the agent's caps and usage (PathStatus).
 func (a *Agent) PlayerHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == PathStatus {
+			a.serveStatus(w, r)
+			return
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)

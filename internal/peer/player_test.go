@@ -165,7 +165,7 @@ func TestChunkServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := "http://" + ln.Addr().String()
-	hc := &http.Client{Transport: signing{e.credential(t, time.Now(), time.Hour)}}
+	hc := &http.Client{Transport: signing{c: e.credential(t, time.Now(), time.Hour)}}
 	got, err := wire.FetchChunk(context.Background(), hc, base, o.m.Root, 3, o.m.ChunkLen(3), "tester", nil)
 	if err != nil || o.m.CheckChunk(3, got) != nil {
 		t.Fatalf("held chunk: %v", err)

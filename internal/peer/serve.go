@@ -19,8 +19,10 @@ const uploadWriteTimeout = 60 * time.Second
 
 // Handler serves other peers: GET wire.PathChunk{root}/{index} returns a
 // held chunk to a peer that shows a valid ticket (verified again before it
-// is sent; 401 without a valid ticket, 403 for a revoked peer, 404 if not
-// held, 503 when every upload slot is busy) and GET /healthz answers ok.
+// is sent, at most UploadLimitBps; 401 without a valid ticket, 403 for a
+// revoked peer or when uploading is off, 404 if not held, 503 when every
+// upload slot is busy, 503 with Retry-After while idle-only uploading waits
+// for the user to be idle) and GET /healthz answers ok.
 func (a *Agent) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
@@ -39,8 +41,9 @@ func (a *Agent) Handler() http.Handler {
 
 // httpError carries a status for writeError.
 type httpError struct {
-	code int
-	msg  string
+	code       int
+	msg        string
+	retryAfter time.Duration // for a 503; 0 means 1 s
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -58,7 +61,11 @@ func writeError(w http.ResponseWriter, err error) {
 		code = http.StatusServiceUnavailable
 	}
 	if code == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
+		ra := time.Duration(0)
+		if he != nil {
+			ra = he.retryAfter
+		}
+		w.Header().Set("Retry-After", retryAfter(ra))
 	}
 	http.Error(w, err.Error(), code)
 }
@@ -66,25 +73,31 @@ func writeError(w http.ResponseWriter, err error) {
 func (a *Agent) serveChunk(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		return &httpError{http.StatusMethodNotAllowed, "method not allowed"}
+		return &httpError{code: http.StatusMethodNotAllowed, msg: "method not allowed"}
 	}
 	root, i, err := wire.ParseChunkPath(r.URL.Path)
 	if err != nil {
-		return &httpError{http.StatusBadRequest, err.Error()}
+		return &httpError{code: http.StatusBadRequest, msg: err.Error()}
+	}
+	if err := a.admitUpload(); err != nil {
+		return err
 	}
 	if err := a.authorize(w, r); err != nil {
 		return err
 	}
 	d := a.liveDownload(root)
 	if d == nil || !d.holds(i) {
-		return &httpError{http.StatusNotFound, "chunk not held"}
+		return &httpError{code: http.StatusNotFound, msg: "chunk not held"}
 	}
+	// Held now, so held until served: the store does not evict it while
+	// pinned (a chunk evicted since holds was asked reads as not found).
+	defer d.obj.Pin(i, 1)()
 	select {
 	case a.uploads <- struct{}{}:
 		defer func() { <-a.uploads }()
 	default:
 		a.upBusy.Add(1)
-		return &httpError{http.StatusServiceUnavailable, "upload slots busy"}
+		return &httpError{code: http.StatusServiceUnavailable, msg: "upload slots busy"}
 	}
 	bp := d.getBuf()
 	defer d.putBuf(bp)
@@ -103,17 +116,17 @@ func (a *Agent) serveChunk(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(uploadWriteTimeout))
-	n, err := w.Write(data)
-	a.upBytes.Add(int64(n))
-	if err == nil {
+	if _, err := a.writeUpload(r.Context(), w, data); err == nil {
 		a.upChunks.Add(1)
 	}
 	return nil // the status line is sent: nothing more to report to the client
 }
 
-// Serve serves Handler on ln until Close. The demo passes a listener shaped
-// as this peer's upload link.
+// Serve serves Handler on ln until Close, with at most MaxConns
+// connections open. The demo passes a listener shaped as this peer's
+// upload link.
 func (a *Agent) Serve(ln net.Listener) error {
+	ln = &connLimiter{Listener: ln, slots: a.conns, refused: &a.connsOff}
 	srv := &http.Server{
 		Handler:           a.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
