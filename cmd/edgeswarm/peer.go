@@ -20,9 +20,12 @@ import (
 	"github.com/edgeswarm/edgeswarm/internal/wire"
 )
 
-// managedMaxUploads is a managed cache's default --max-uploads: it is a
+// A managed cache's defaults for --max-uploads and --max-conns: it is a
 // server, with the upload of one.
-const managedMaxUploads = 64
+const (
+	managedMaxUploads = 64
+	managedMaxConns   = 2048
+)
 
 type peerFlags struct {
 	listen, advertise, player, dataDir string
@@ -64,6 +67,9 @@ func newPeerCmd(g *globalFlags) *cobra.Command {
 			if pf.managed && !cmd.Flags().Changed("max-uploads") {
 				pf.maxUploads = managedMaxUploads
 			}
+			if pf.managed && !cmd.Flags().Changed("max-conns") {
+				pf.maxConns = managedMaxConns
+			}
 			ctx, stop := signalContext()
 			defer stop()
 			return runPeer(ctx, pf, log)
@@ -81,7 +87,7 @@ func newPeerCmd(g *globalFlags) *cobra.Command {
 	f.StringVar(&pf.upLimit, "upload-limit", "0", "cap on chunk upload to other peers, all uploads together, e.g. 20Mbit; also advertised to the edge (0 = none)")
 	f.StringVar(&pf.downLimit, "download-limit", "0", "cap on download, e.g. 100Mbit (0 = none)")
 	f.IntVar(&pf.maxUploads, "max-uploads", 16, "concurrent chunk uploads served; more are refused with 503 (default 64 with --managed)")
-	f.IntVar(&pf.maxConns, "max-conns", 256, "open inbound connections to the chunk server; more are closed at once")
+	f.IntVar(&pf.maxConns, "max-conns", 256, "open inbound connections to the chunk server; more are closed at once (default 2048 with --managed)")
 	f.IntVar(&pf.maxPeers, "max-peers", 50, fmt.Sprintf("peers one download fetches from at most (1 to %d)", wire.MaxHandout))
 	f.StringVar(&pf.diskBudget, "disk-budget", "0", "most chunk bytes kept under --data-dir, all objects together, e.g. 10GiB; past it the least recently used objects' chunks are evicted (0 = no bound)")
 	f.StringVar(&pf.upload, "upload", "on", "upload to other peers: on, off (leech only) or idle (only while this machine's user is idle)")
