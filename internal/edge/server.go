@@ -217,6 +217,7 @@ type Stats struct {
 	CachedBytes        int64
 	PeersRegistered    int
 	PeersBanned        int // banned peers the tracker remembers
+	PeersSuspended     int // peers left out of hand-outs now for being reported unresponsive
 }
 
 // Server is one edge. Create it with New.
@@ -521,6 +522,7 @@ func (s *Server) Stats() Stats {
 		CachedBytes:        bytes,
 		PeersRegistered:    ts.Peers,
 		PeersBanned:        ts.Banned,
+		PeersSuspended:     ts.Suspended,
 	}
 }
 
