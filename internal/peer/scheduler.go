@@ -39,8 +39,8 @@ type loop struct {
 	maxFlight int
 
 	sources map[string]*srcState // peers by ID (banned ones kept, so not re-added)
-	edge    *srcState
-	avail   []int32 // known non-banned, current peers holding each chunk
+	edge    *srcState            // the edge serving the download's edge chunks: edges[edgeIdx]
+	avail   []int32              // known non-banned, current peers holding each chunk
 	// localAvail counts only the peers in this peer's network location
 	// (not remote).
 	localAvail []int32
@@ -54,6 +54,13 @@ type loop struct {
 	announced    bool // asked for the announce that follows the first chunk
 	finished     bool
 	nextID       uint64
+
+	edges   []*srcState // one per a.edges, nil until used
+	edgeIdx int
+	// failingOver: findEdge is looking for another edge; no new search
+	// before nextFailover.
+	failingOver  bool
+	nextFailover time.Time
 
 	// scratch
 	order  []*srcState
@@ -82,6 +89,7 @@ type srcState struct {
 	until    time.Time // not asked before this (backoff)
 	stale    bool      // missing from the latest hand-out
 	banned   bool
+	demoted  bool // not asked before until (DemoteAfter, DemoteFor)
 	remote   bool // a peer in another network location (PeerInfo.Cost > 0)
 
 	bytes, useful      int64
@@ -100,7 +108,7 @@ type flight struct {
 	seen     int64         // got as the loop last saw it
 	cancel   context.CancelFunc
 	live     bool   // counted in flights; false once finished or canceled
-	why      string // why the loop canceled it: "timeout", "loser", "ban", "end"
+	why      string // why the loop canceled it: "timeout", "loser", "ban", "demote", "end"
 }
 
 // result is what a fetch goroutine reports.
@@ -122,7 +130,8 @@ func newLoop(d *Download) *loop {
 		pending:    newBitset(n),
 		flights:    map[int][]*flight{},
 		sources:    map[string]*srcState{},
-		edge:       &srcState{src: d.edgeSrc, kind: KindEdge},
+		edges:      make([]*srcState, len(d.a.edgeSrcs)),
+		edgeIdx:    d.edgeIdx,
 		avail:      make([]int32, n),
 		localAvail: make([]int32, n),
 		st: Stats{
@@ -138,6 +147,8 @@ func newLoop(d *Download) *loop {
 	}
 	l.nPending = l.nMissing
 	l.maxFlight = MaxFlights(l.cfg, l.cs)
+	l.edge = &srcState{src: d.a.edgeSrcs[d.edgeIdx], kind: KindEdge}
+	l.edges[d.edgeIdx] = l.edge
 	return l
 }
 
@@ -168,6 +179,8 @@ func (l *loop) run() {
 			}
 		case h := <-l.d.handouts:
 			l.onHandout(h)
+		case j := <-l.d.edgeFound:
+			l.onEdgeFound(j, l.a.now())
 		case <-l.d.poke:
 		case <-tick.C:
 			l.onTick(l.a.now())
@@ -210,7 +223,12 @@ func (l *loop) schedule(now time.Time) {
 }
 
 func (l *loop) usable(s *srcState, now time.Time) bool {
-	return !s.banned && !s.stale && !now.Before(s.until)
+	return !s.banned && !s.stale && !s.demoted && !now.Before(s.until)
+}
+
+// counted reports whether s's chunks count in avail and localAvail.
+func (l *loop) counted(s *srcState) bool {
+	return !s.stale && !s.banned && !s.demoted
 }
 
 // slots is how many requests s may have in flight (Slots).
@@ -431,6 +449,9 @@ func (l *loop) onResult(r result) {
 		l.st.Bytes[s.kind] += int64(r.n)
 		s.bytes += int64(r.n)
 	}
+	if r.err != nil {
+		l.st.PartialBytes += f.got.Load()
+	}
 	switch {
 	case r.bad != nil:
 		l.st.CorruptChunks++
@@ -456,11 +477,14 @@ func (l *loop) onResult(r result) {
 	case errors.Is(r.err, wire.ErrChunkNotFound):
 		// It announced the chunk but does not have it: stop believing it.
 		if s.have != nil && s.have.has(i) {
+			if l.counted(s) {
+				l.avail[i]--
+				if !s.remote {
+					l.localAvail[i]--
+				}
+			}
 			s.have.clear(i)
 			s.haveEpoch++
-			if !s.stale && !s.banned {
-				l.avail[i]--
-			}
 		}
 		l.sourceFailed(s, now, r.err)
 	default:
@@ -484,6 +508,77 @@ func (l *loop) sourceFailed(s *srcState, now time.Time, err error) {
 	l.lastErr = err
 	s.until = now.Add(FailureBackoff(s.kind, s.failures))
 	l.a.log.Debug("chunk fetch failed", "root", l.m.Root.Short(), "source", s.src.ID(), "failures", s.failures, "err", err)
+	switch {
+	case s.kind == KindEdge:
+		if s == l.edge && (unreachable(err) || s.failures >= EdgeFailoverAfter) {
+			l.failover(now, err)
+		}
+	case unreachable(err), s.failures >= DemoteAfter:
+		l.demote(s, now, err)
+	}
+}
+
+// demote stops asking peer s for DemoteFor: it refused a connection, or
+// failed DemoteAfter times in a row (it vanished, or advertises chunks it
+// never sends). Its other requests are canceled and its chunks no longer
+// count as available; the edge hears of it once per demotion by this
+// agent, and hands it out no more once enough peers have said so.
+func (l *loop) demote(s *srcState, now time.Time, err error) {
+	if s.demoted || s.banned {
+		return
+	}
+	if l.counted(s) {
+		l.uncount(s)
+	}
+	s.demoted = true
+	s.until = now.Add(DemoteFor)
+	l.st.Demotions++
+	if !slices.Contains(l.st.Demoted, s.src.ID()) {
+		l.st.Demoted = append(l.st.Demoted, s.src.ID())
+	}
+	for _, fl := range l.flights {
+		for _, f := range slices.Clone(fl) {
+			if f.src == s {
+				l.cancelFlight(f, "demote")
+				l.requeue(f.chunk)
+			}
+		}
+	}
+	l.a.log.Info("peer demoted: not asked for a while", "root", l.m.Root.Short(), "peer", s.src.ID(), "for", DemoteFor, "err", err)
+	if l.a.demote(s.src.ID(), s.until) {
+		l.a.wg.Add(1)
+		go l.a.report(l.m.Root, s.src.ID(), wire.ReportUnresponsive, 0, err.Error())
+	}
+}
+
+// failover starts looking for another edge that serves this download's
+// object version, after the one serving its edge chunks failed (err).
+func (l *loop) failover(now time.Time, err error) {
+	if len(l.edges) < 2 || l.failingOver || now.Before(l.nextFailover) {
+		return
+	}
+	l.failingOver = true
+	l.a.log.Warn("edge failing; looking for another edge", "root", l.m.Root.Short(), "edge", l.edge.src.ID(), "err", err)
+	l.a.wg.Add(1) // the loop is itself counted
+	go l.d.findEdge(l.edgeIdx)
+}
+
+// onEdgeFound moves the download's edge chunks to edge j (index in
+// a.edges), or, j < 0, notes that no other edge serves them now.
+func (l *loop) onEdgeFound(j int, now time.Time) {
+	l.failingOver = false
+	if j < 0 || j == l.edgeIdx {
+		l.nextFailover = now.Add(EdgeRetryAfter)
+		return
+	}
+	old := l.edge
+	if l.edges[j] == nil {
+		l.edges[j] = &srcState{src: l.a.edgeSrcs[j], kind: KindEdge}
+	}
+	l.edge, l.edgeIdx = l.edges[j], j
+	l.edge.failures, l.edge.until = 0, time.Time{}
+	l.st.EdgeFailovers++
+	l.a.log.Warn("edge chunks now from another edge", "root", l.m.Root.Short(), "from", old.src.ID(), "to", l.edge.src.ID())
 }
 
 // onBad handles a chunk that failed verification: a peer is banned for
@@ -503,7 +598,7 @@ func (l *loop) onBad(s *srcState, i int, err error, now time.Time) {
 	l.a.ban(s.src.ID(), s.addr)
 	l.banSource(s)
 	l.a.wg.Add(1)
-	go l.a.report(l.m.Root, s.src.ID(), i, reason)
+	go l.a.report(l.m.Root, s.src.ID(), wire.ReportBadChunk, i, reason)
 }
 
 // banSource stops using s: its flights are dropped and its chunks no
@@ -512,7 +607,7 @@ func (l *loop) banSource(s *srcState) {
 	if s.banned {
 		return
 	}
-	if !s.stale {
+	if l.counted(s) {
 		l.uncount(s)
 	}
 	s.banned = true
@@ -566,6 +661,7 @@ func (l *loop) gotChunk(i int, s *srcState, n int, now time.Time) {
 
 // onHandout refreshes the peer sources from an announce response.
 func (l *loop) onHandout(h handout) {
+	now := l.a.now()
 	l.self = h.self
 	seen := map[string]bool{}
 	for _, p := range h.peers {
@@ -585,7 +681,7 @@ func (l *loop) onHandout(h handout) {
 		}
 		s := l.sources[p.PeerID]
 		if s != nil && s.addr != p.Addr && !s.banned && s.inflight == 0 {
-			if !s.stale {
+			if l.counted(s) {
 				l.uncount(s)
 			}
 			delete(l.sources, p.PeerID)
@@ -601,17 +697,22 @@ func (l *loop) onHandout(h handout) {
 				addr: p.Addr,
 				have: newBitset(l.n),
 			}
+			if until := l.a.demotedUntil(p.PeerID); now.Before(until) {
+				s.demoted, s.until, s.failures = true, until, DemoteAfter // demoted by another download
+			}
 			l.sources[p.PeerID] = s
 		}
 		if s.banned {
 			continue
 		}
-		if !s.stale {
+		if l.counted(s) {
 			l.uncount(s)
 		}
 		s.have, s.stale, s.remote = fromBitfield(bf), false, p.Cost > 0
 		s.haveEpoch++
-		l.count(s)
+		if l.counted(s) {
+			l.count(s)
+		}
 		seen[p.PeerID] = true
 	}
 	for id, s := range l.sources {
@@ -620,7 +721,9 @@ func (l *loop) onHandout(h handout) {
 		case l.a.isBanned(id, s.addr): // banned by another download of this agent
 			l.banSource(s)
 		case !seen[id] && !s.stale:
-			l.uncount(s)
+			if l.counted(s) {
+				l.uncount(s)
+			}
 			s.stale = true
 		}
 		if s.stale && s.inflight == 0 && !s.banned {
@@ -645,6 +748,9 @@ func (l *loop) onHandout(h handout) {
 func (l *loop) onTick(now time.Time) {
 	for _, fl := range l.flights {
 		for _, f := range slices.Clone(fl) {
+			if !f.live {
+				continue // canceled by a demotion earlier in this pass
+			}
 			if g := f.got.Load(); g != f.seen {
 				f.seen = g
 				f.deadline = FlightDeadline(f.start, now, f.timeout)
@@ -654,6 +760,16 @@ func (l *loop) onTick(now time.Time) {
 				l.st.Timeouts++
 				l.sourceFailed(f.src, now, fmt.Errorf("chunk %d from %s: %d of %d bytes in %v, none in the last %v", f.chunk, f.src.src.ID(), f.seen, l.m.ChunkLen(f.chunk), now.Sub(f.start).Round(time.Millisecond), f.timeout))
 				l.requeue(f.chunk)
+			}
+		}
+	}
+	for _, s := range l.sources {
+		if s.demoted && !now.Before(s.until) {
+			// Probation: one request at a time (s.failures > 0); a failure
+			// demotes it again.
+			s.demoted = false
+			if l.counted(s) {
+				l.count(s)
 			}
 		}
 	}
@@ -670,14 +786,24 @@ func (l *loop) publishStats() {
 	add := func(s *srcState) {
 		src = append(src, SourceStats{
 			ID: s.src.ID(), Kind: s.kind, Bytes: s.bytes, UsefulBytes: s.useful,
-			Requests: s.requests, Failures: s.failsCnt, RateBps: s.rate, Banned: s.banned,
+			Requests: s.requests, Failures: s.failsCnt, RateBps: s.rate, Banned: s.banned, Demoted: s.demoted,
 		})
 	}
 	add(l.edge)
+	for _, s := range l.edges {
+		if s != nil && s != l.edge {
+			add(s)
+		}
+	}
 	for _, s := range l.sources {
 		add(s)
 	}
-	slices.SortFunc(src[1:], func(a, b SourceStats) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(src[1:], func(a, b SourceStats) int {
+		if a.Kind != b.Kind {
+			return strings.Compare(string(a.Kind), string(b.Kind))
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 	d := l.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -686,6 +812,8 @@ func (l *loop) publishStats() {
 	st.DuplicateBytes = l.st.DuplicateBytes
 	st.CorruptChunks = l.st.CorruptChunks
 	st.Banned = slices.Clone(l.st.Banned)
+	st.Demoted = slices.Clone(l.st.Demoted)
+	st.Demotions, st.EdgeFailovers, st.PartialBytes = l.st.Demotions, l.st.EdgeFailovers, l.st.PartialBytes
 	st.Requests, st.Timeouts, st.Failures, st.Busy = l.st.Requests, l.st.Timeouts, l.st.Failures, l.st.Busy
 	st.Sources = src
 }
