@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Plug is a node's attachment to the network, which a test or the demo can
@@ -17,7 +19,7 @@ import (
 // reaches anyone, so it cannot say goodbye. The zero Plug is plugged in.
 type Plug struct {
 	mu     sync.Mutex
-	pulled bool                  // guarded by mu
+	pulled atomic.Bool           // set under mu, read without
 	conns  map[net.Conn]struct{} // guarded by mu: open conns, closed by Pull
 	lns    []net.Listener        // guarded by mu
 }
@@ -26,38 +28,47 @@ type Plug struct {
 // *net.OpError whose Err is syscall.ECONNREFUSED, as a real refused dial).
 var ErrUnplugged = errors.New("netem: node unplugged")
 
-// Pull severs the node from the network; later calls do nothing.
+// Pull severs the node from the network; later calls do nothing. It
+// returns at once and never blocks: from then on the node's conns fail
+// every read and write, its dials are refused and what its listeners
+// accept is closed at once; the conns and listeners themselves are closed
+// in the background (closing a socket waits for the goroutines blocked on
+// it to be scheduled, which takes a while in a process running thousands
+// of them), and their far ends read EOF, and new connections to the node
+// are refused, as soon as they are.
 func (p *Plug) Pull() {
 	p.mu.Lock()
-	if p.pulled {
+	if p.pulled.Load() {
 		p.mu.Unlock()
 		return
 	}
-	p.pulled = true
+	p.pulled.Store(true)
 	conns, lns := p.conns, p.lns
 	p.conns, p.lns = nil, nil
 	p.mu.Unlock()
-	for _, ln := range lns {
-		ln.Close()
-	}
+	now := time.Now()
 	for c := range conns {
-		c.Close()
+		c.SetDeadline(now) // wakes its blocked readers and writers
 	}
+	go func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		for c := range conns {
+			c.Close()
+		}
+	}()
 }
 
 // Pulled reports whether Pull was called.
-func (p *Plug) Pulled() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.pulled
-}
+func (p *Plug) Pulled() bool { return p.pulled.Load() }
 
 // track records c so that Pull closes it; it closes c and reports false
 // when the plug is already pulled.
 func (p *Plug) track(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.pulled {
+	if p.pulled.Load() {
 		c.Close()
 		return false
 	}
@@ -77,7 +88,7 @@ func (p *Plug) untrack(c net.Conn) {
 // Listener wraps ln so that Pull closes it and every conn it accepted.
 func (p *Plug) Listener(ln net.Listener) net.Listener {
 	p.mu.Lock()
-	pulled := p.pulled
+	pulled := p.pulled.Load()
 	if !pulled {
 		p.lns = append(p.lns, ln)
 	}
@@ -132,6 +143,7 @@ func (ln *plugListener) Accept() (net.Conn, error) {
 		if ln.p.track(c) {
 			return &plugConn{Conn: c, p: ln.p}, nil
 		}
+		// Accepted while the listener was being closed: closed by track.
 	}
 }
 
@@ -139,6 +151,20 @@ type plugConn struct {
 	net.Conn
 	p    *Plug
 	once sync.Once
+}
+
+func (c *plugConn) Read(b []byte) (int, error) {
+	if c.p.Pulled() {
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *plugConn) Write(b []byte) (int, error) {
+	if c.p.Pulled() {
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Write(b)
 }
 
 func (c *plugConn) Close() error {

@@ -77,9 +77,21 @@ func TestPlugPull(t *testing.T) {
 	if _, err := out.Write([]byte("x")); err == nil {
 		t.Fatal("write on a dialed conn succeeded after Pull")
 	}
-	if c, err := net.DialTimeout("tcp", raw.Addr().String(), 5*time.Second); err == nil {
+	// The listener closes in the background: soon, dials to it are refused.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", raw.Addr().String(), 5*time.Second)
+		if err != nil {
+			break
+		}
+		// Until then, what it accepts is closed at once.
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+			t.Fatalf("a conn accepted after Pull read %v, want EOF", err)
+		}
 		c.Close()
-		t.Fatal("dial to a pulled node's listener succeeded")
+		if time.Now().After(deadline) {
+			t.Fatal("dials to a pulled node's listener still connect")
+		}
 	}
 	_, err = dial(context.Background(), "tcp", other.Addr().String())
 	if !errors.Is(err, syscall.ECONNREFUSED) || !errors.Is(err, ErrUnplugged) {
