@@ -50,14 +50,14 @@ func (p *Plug) Pull() {
 	for c := range conns {
 		c.SetDeadline(now) // wakes its blocked readers and writers
 	}
-	go func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-		for c := range conns {
-			c.Close()
-		}
-	}()
+	// One goroutine each: a close waits for the goroutines blocked on its
+	// socket to run, and those waits should overlap, not add up.
+	for _, ln := range lns {
+		go ln.Close()
+	}
+	for c := range conns {
+		go c.Close()
+	}
 }
 
 // Pulled reports whether Pull was called.
