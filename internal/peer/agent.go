@@ -443,7 +443,7 @@ func (a *Agent) report(root core.Hash, offender, kind string, index int, reason 
 		Offender: offender, Kind: kind, Index: index, Reason: reason,
 	})
 	if err != nil {
-		a.log.Warn("report peer to edge", "offender", offender, "kind", kind, "err", err)
+		a.log.Debug("report peer to edge", "offender", offender, "kind", kind, "err", err)
 	}
 }
 

@@ -148,11 +148,14 @@ func BusyBackoff(r *rand.Rand) time.Duration {
 // completion time.
 const RemoteSlots = 1
 
-// DemoteAfter is how many consecutive failures or timeouts make a download
-// stop asking a peer (demote it) for DemoteFor; a peer whose connection is
-// refused is demoted at the first. Three: one broken transfer or one slow
-// answer is the network's doing as often as the peer's, and a peer that
-// advertises chunks it never sends costs one timeout per try.
+// DemoteAfter is how many consecutive failures make a download stop asking
+// a peer (demote it) for DemoteFor: broken transfers, errors, or timeouts
+// of a peer that never sent it a whole chunk (timeouts of one that did are
+// congestion as often as not, and only back it off); a peer whose
+// connection is refused is demoted at the first. Three: one broken
+// transfer or one slow answer is the network's doing as often as the
+// peer's, and a peer that advertises chunks it never sends costs one
+// timeout per try.
 const DemoteAfter = 3
 
 // DemoteFor is how long a demoted peer is not asked. Then it is given one

@@ -18,6 +18,10 @@ import (
 // tickEvery paces timeout checks, backoff expiry and stats publication.
 const tickEvery = 100 * time.Millisecond
 
+// errTimedOut marks the error of a request the loop gave up for taking too
+// long (FlightDeadline).
+var errTimedOut = errors.New("timed out")
+
 // loop is the scheduler of one download. Its goroutine (run) owns every
 // field; fetch goroutines only read the immutable ones and report on
 // d.results.
@@ -452,6 +456,7 @@ func (l *loop) onResult(r result) {
 	if r.err != nil {
 		l.st.PartialBytes += f.got.Load()
 	}
+
 	switch {
 	case r.bad != nil:
 		l.st.CorruptChunks++
@@ -513,16 +518,21 @@ func (l *loop) sourceFailed(s *srcState, now time.Time, err error) {
 		if s == l.edge && (unreachable(err) || s.failures >= EdgeFailoverAfter) {
 			l.failover(now, err)
 		}
-	case unreachable(err), s.failures >= DemoteAfter:
+	case unreachable(err), s.failures >= DemoteAfter && (s.bytes == 0 || !errors.Is(err, errTimedOut)):
 		l.demote(s, now, err)
 	}
 }
 
-// demote stops asking peer s for DemoteFor: it refused a connection, or
-// failed DemoteAfter times in a row (it vanished, or advertises chunks it
-// never sends). Its other requests are canceled and its chunks no longer
-// count as available; the edge hears of it once per demotion by this
-// agent, and hands it out no more once enough peers have said so.
+// demote stops asking peer s for DemoteFor: it refused a connection (it is
+// gone), or it failed DemoteAfter times in a row, the last time otherwise
+// than by timing out (its transfers broke: it is gone, or it hangs up) or
+// without ever having sent this download a whole chunk (it advertises
+// chunks it never sends). A peer that did send chunks and now times out is
+// left to FailureBackoff: in a crowd whose links are full, honest peers
+// time out too. The demoted
+// peer's other requests are canceled and its chunks no longer count as
+// available; the edge hears of it once per demotion by this agent, and
+// hands it out no more once enough peers have said so.
 func (l *loop) demote(s *srcState, now time.Time, err error) {
 	if s.demoted || s.banned {
 		return
@@ -758,7 +768,11 @@ func (l *loop) onTick(now time.Time) {
 			if now.After(f.deadline) {
 				l.cancelFlight(f, "timeout")
 				l.st.Timeouts++
-				l.sourceFailed(f.src, now, fmt.Errorf("chunk %d from %s: %d of %d bytes in %v, none in the last %v", f.chunk, f.src.src.ID(), f.seen, l.m.ChunkLen(f.chunk), now.Sub(f.start).Round(time.Millisecond), f.timeout))
+				started := "no response yet"
+				if ttfb := time.Duration(f.ttfb.Load()); ttfb > 0 {
+					started = fmt.Sprintf("response after %v", ttfb.Round(time.Millisecond))
+				}
+				l.sourceFailed(f.src, now, fmt.Errorf("chunk %d from %s: %d of %d bytes in %v (%s), none in the last %v: %w", f.chunk, f.src.src.ID(), f.seen, l.m.ChunkLen(f.chunk), now.Sub(f.start).Round(time.Millisecond), started, f.timeout, errTimedOut))
 				l.requeue(f.chunk)
 			}
 		}
