@@ -216,7 +216,7 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVarP(&out, "output", "o", "", "file to write (- for standard output) (required)")
-	f.StringArrayVar(&edges, "edge", nil, "edge base URL (default: the URL's scheme and host); repeat to list fallback edges")
+	f.StringArrayVar(&edges, "edge", nil, "edge base URL (default: the URL's scheme and host); repeat to list fallback edges (used when the edge fails, also mid-download)")
 	f.BoolVar(&asJSON, "json", false, "print download statistics as one JSON object")
 	f.StringVar(&listen, "listen", "", "also serve chunks to other peers on this address while downloading")
 	f.BoolVar(&seed, "seed", false, "with --listen: after the download, keep serving its chunks until SIGINT/SIGTERM")
