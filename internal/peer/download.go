@@ -193,8 +193,8 @@ type Stats struct {
 	Banned []string
 	// Demoted lists the peer IDs this download stopped asking for a while
 	// (DemoteFor) because they refused connections or failed DemoteAfter
-	// times in a row; Demotions counts demotions (a peer demoted again
-	// after DemoteFor counts again).
+	// times in a row (the first 4096); Demotions counts demotions (a peer
+	// demoted again after DemoteFor counts again).
 	Demoted   []string
 	Demotions int
 	// EdgeFailovers counts moves of the download's edge chunks to another

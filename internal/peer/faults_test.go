@@ -359,8 +359,10 @@ func TestLyingPeerDemoted(t *testing.T) {
 	if got := fp.hits.Load() - hits; got != 1 {
 		t.Fatalf("liar asked %d times on probation, want 1", got)
 	}
-	if n := e.reportsOf("liar", wire.ReportUnresponsive); n != 2 {
-		t.Fatalf("%d unresponsive reports about the liar, want 2", n)
+	for deadline := time.Now().Add(5 * time.Second); e.reportsOf("liar", wire.ReportUnresponsive) != 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d unresponsive reports about the liar, want 2", e.reportsOf("liar", wire.ReportUnresponsive))
+		}
 	}
 	if err := d.Wait(ctx); err != nil {
 		t.Fatal(err)
@@ -419,6 +421,9 @@ func TestUnreachablePeerDroppedAtOnce(t *testing.T) {
 		case k == 1 && reqs != 0:
 			t.Fatalf("second download asked the demoted peer %d times", reqs)
 		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); e.reportsOf("gone", wire.ReportUnresponsive) == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond) // the report is sent in the background
 	}
 	if n := e.reportsOf("gone", wire.ReportUnresponsive); n != 1 {
 		t.Fatalf("%d unresponsive reports about the gone peer, want 1", n)

@@ -543,7 +543,7 @@ func (l *loop) demote(s *srcState, now time.Time, err error) {
 	s.demoted = true
 	s.until = now.Add(DemoteFor)
 	l.st.Demotions++
-	if !slices.Contains(l.st.Demoted, s.src.ID()) {
+	if len(l.st.Demoted) < maxDemoted && !slices.Contains(l.st.Demoted, s.src.ID()) {
 		l.st.Demoted = append(l.st.Demoted, s.src.ID())
 	}
 	for _, fl := range l.flights {
