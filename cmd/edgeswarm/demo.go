@@ -22,13 +22,16 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 		asJSON    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "demo [--peers N] [--size BYTES] [--json]",
+		Use:   "demo [--peers N] [--size BYTES] [--churn F] [--json]",
 		Short: "Run origin, edges and a flash crowd of peers in one process on loopback",
 		Long: "demo starts an origin with a generated file, E edges and N peers in one process, with\n" +
 			"every node's access link rate-limited in process, and has all peers request the file\n" +
 			"at once (a flash crowd). It reports completion times against the fluid-model bound\n" +
 			"T* = max(F/u_edge, F/d, N·F/(u_edge+Σu_peer)), the share of bytes peers carried\n" +
 			"(offload) against its limit, and whether every peer's bytes match the origin's.\n" +
+			"With --churn F, a fraction F of the peers is killed abruptly during the crowd (their\n" +
+			"connections reset and ports closed, no goodbye to the edge; they do not come back)\n" +
+			"and the figures are the survivors'.\n" +
 			"Rates are in Mbit/s unless a unit is given (e.g. 500kbit, 1Gbit).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -81,6 +84,8 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 	f.StringVar(&managedUp, "managed-up", "200", "managed cache link rate (both ways), Mbit/s")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "seed for the generated content and scheduling randomness")
 	f.BoolVar(&cfg.MemoryStore, "memory-store", false, "keep peer chunks in memory instead of on disk")
+	f.Float64Var(&cfg.Churn, "churn", 0, "fraction of the peers (0 to below 1) killed at seeded random moments between 5% and 80% of the fluid bound")
+	f.DurationVar(&cfg.ChurnEvery, "churn-every", 0, "with --churn: instead, kill that fraction of the living peers every this long (e.g. --churn 0.5 --churn-every 10s)")
 	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up after this long")
 	f.BoolVar(&asJSON, "json", false, "print exactly one JSON object with the results")
 	return cmd
@@ -108,6 +113,9 @@ func progressPrinter(tty bool) func(demo.Progress) {
 		bar := strings.Repeat("█", int(frac*width)) + strings.Repeat("░", width-int(frac*width))
 		line := fmt.Sprintf("%6.1fs %s %3.0f%%  done %d/%d  edge %s  peers %s  offload %.2f",
 			p.Elapsed.Seconds(), bar, 100*frac, p.Done, p.Peers, units.Bytes(p.BytesEdge), units.Bytes(p.BytesPeers), off)
+		if p.Killed > 0 {
+			line += fmt.Sprintf("  killed %d", p.Killed)
+		}
 		if p.CorruptChunks > 0 {
 			line += fmt.Sprintf("  corrupt %d", p.CorruptChunks)
 		}
@@ -136,10 +144,11 @@ completion   min %.1fs  median %.1fs  max %.1fs
 fluid bound  T* = %.1fs   max/T* = %.2f
 bytes        edge %s, peers %s, managed caches %s (%d, pre-positioned in %.1fs)
 offload      %.3f  (limit %.3f at T*)
-integrity    every peer's SHA-256 matches the origin's: %s
+integrity    every (surviving) peer's SHA-256 matches the origin's: %s
 origin       %d fetch(es)
 bad peers    %d corrupt chunks detected, %d peer(s) banned; bad chunks stored: %d, served by honest peers: %d
 locations    %d PID(s), cross_pid %s: %s of peer and cache bytes crossed locations, %.1f%% stayed in one
+churn        %d peer(s) killed (%d of them seeding), %d survivor(s); sources demoted by survivors: %d
 `, r.Peers, r.BadPeers, r.Edges, units.Bytes(r.FileBytes), units.Bytes(int64(r.ChunkSize)),
 		r.EdgeUpMbit, r.PeerUpMbit, r.PeerDownMbit,
 		r.Completion.Min, r.Completion.Median, r.Completion.Max,
@@ -147,5 +156,6 @@ locations    %d PID(s), cross_pid %s: %s of peer and cache bytes crossed locatio
 		units.Bytes(r.BytesFromEdge), units.Bytes(r.BytesFromPeers), units.Bytes(r.BytesFromManaged), r.Managed, r.PrePositionS,
 		r.Offload, r.OffloadLimit, ok(r.SHA256Match), r.OriginFetches,
 		r.CorruptChunksDetected, r.PeersBanned, r.BadChunksStored, r.BadChunksServedHonest,
-		r.PIDs, r.CrossPID, units.Bytes(r.CrossPIDBytes), 100*r.SamePIDShare)
+		r.PIDs, r.CrossPID, units.Bytes(r.CrossPIDBytes), 100*r.SamePIDShare,
+		r.Churned, r.ChurnedSeeders, r.Survivors, r.SourcesDemoted)
 }

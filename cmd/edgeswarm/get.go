@@ -29,9 +29,15 @@ type getResult struct {
 	BytesFromEdge  int64   `json:"bytes_from_edge"`
 	BytesFromPeers int64   `json:"bytes_from_peers"`
 	Offload        float64 `json:"offload"`
-	Seconds        float64 `json:"seconds"`
-	CorruptChunks  int     `json:"corrupt_chunks_detected"`
-	PeersBanned    int     `json:"peers_banned"`
+	// ChunkSize is the manifest's; ResumedBytes were already verified in
+	// --data-dir (a download resumed after a restart); PartialBytes were
+	// received in responses that broke off or were abandoned, and thrown away.
+	ChunkSize     int     `json:"chunk_size"`
+	ResumedBytes  int64   `json:"resumed_bytes"`
+	PartialBytes  int64   `json:"partial_bytes"`
+	Seconds       float64 `json:"seconds"`
+	CorruptChunks int     `json:"corrupt_chunks_detected"`
+	PeersBanned   int     `json:"peers_banned"`
 	// Scheduler counters, for diagnosing a run.
 	Requests int `json:"requests"`
 	Timeouts int `json:"timeouts"`
@@ -58,7 +64,9 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 			"the edge and from the peers it hands out, each verified against the signed manifest,\n" +
 			"and are written in order to FILE (- for standard output).\n" +
 			"URL is http://EDGE/path; --edge overrides which edge coordinates the download.\n" +
-			"With --listen the temporary peer also serves its chunks to others while it runs.",
+			"With --listen the temporary peer also serves its chunks to others while it runs.\n" +
+			"With --data-dir an interrupted get run again resumes: the chunks already there are\n" +
+			"verified again and kept, only the rest is fetched.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, err := g.logger()
@@ -176,6 +184,7 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 				BytesFromEdge: st.Bytes[peer.KindEdge], BytesFromPeers: st.Bytes[peer.KindPeer],
 				Seconds: elapsed.Seconds(), CorruptChunks: st.CorruptChunks, PeersBanned: len(st.Banned)}
 			res.Requests, res.Timeouts, res.Failures, res.Busy = st.Requests, st.Timeouts, st.Failures, st.Busy
+			res.ChunkSize, res.ResumedBytes, res.PartialBytes = dl.Manifest().ChunkSize, st.ResumedBytes, st.PartialBytes
 			for _, src := range st.Sources {
 				if src.Kind == peer.KindEdge {
 					res.EdgeRequests += src.Requests
@@ -207,12 +216,12 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVarP(&out, "output", "o", "", "file to write (- for standard output) (required)")
-	f.StringArrayVar(&edges, "edge", nil, "edge base URL (default: the URL's scheme and host); repeat to list fallback edges")
+	f.StringArrayVar(&edges, "edge", nil, "edge base URL (default: the URL's scheme and host); repeat to list fallback edges (used when the edge fails, also mid-download)")
 	f.BoolVar(&asJSON, "json", false, "print download statistics as one JSON object")
 	f.StringVar(&listen, "listen", "", "also serve chunks to other peers on this address while downloading")
 	f.BoolVar(&seed, "seed", false, "with --listen: after the download, keep serving its chunks until SIGINT/SIGTERM")
 	f.StringVar(&advertise, "advertise", "", "with --listen: host:port announced to the edge (default: the listen address)")
-	f.StringVar(&dataDir, "data-dir", "", "where chunks are kept while downloading (default: a temporary directory)")
+	f.StringVar(&dataDir, "data-dir", "", "where chunks are kept while downloading; a get interrupted and run again with the same directory resumes (default: a temporary directory)")
 	f.StringArrayVar(&trustKeys, "trust-key", nil, "edge-tier public key (hex or file); repeatable (default: fetch from the edge)")
 	f.StringVar(&upLimit, "upload-limit", "0", "cap on upload, e.g. 20Mbit (0 = none)")
 	f.StringVar(&downLimit, "download-limit", "0", "cap on download, e.g. 100Mbit (0 = none)")

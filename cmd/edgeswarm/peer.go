@@ -76,7 +76,7 @@ func newPeerCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&pf.edges, "edge", nil, "edge base URL, e.g. http://127.0.0.1:8080 (required); repeat to list fallback edges tried in order when a manifest fails")
+	f.StringArrayVar(&pf.edges, "edge", nil, "edge base URL, e.g. http://127.0.0.1:8080 (required); repeat to list fallback edges, tried in order when a manifest fails or the edge serving a download stops serving it")
 	f.StringVar(&pf.listen, "listen", "127.0.0.1:7001", "address of the chunk server other peers use")
 	f.StringVar(&pf.advertise, "advertise", "", "host:port announced to the edge (default: the --listen address)")
 	f.StringVar(&pf.player, "player-listen", "127.0.0.1:7070", "address of the local player endpoint; empty disables it")

@@ -73,7 +73,7 @@ func TestBattery21_UnauthenticatedOrRevokedPeerRefused(t *testing.T) {
 	_, originURL := Origin(t, map[string][]byte{"/f.bin": obj})
 	tierKey, ring := Key(t)
 	const adminToken = "battery-21-admin-token"
-	e, edgeURL := EdgeWith(t, edge.Config{Origin: originURL, ChunkSize: 64 << 10, SigningKey: tierKey, AdminToken: adminToken}, netem.Link{})
+	e, edgeURL := EdgeWith(t, edge.Config{Origin: originURL, ChunkSize: 64 << 10, SigningKey: tierKey, AdminToken: adminToken}, netem.Link{}, nil)
 	adminURL := Serve(t, e.ServeAdmin, netem.Link{})
 
 	// The serving agent: it holds the whole object and seeds it.

@@ -4,6 +4,7 @@
 package cdntest
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/edgeswarm/edgeswarm/internal/netem"
 	"github.com/edgeswarm/edgeswarm/internal/origin"
 	"github.com/edgeswarm/edgeswarm/internal/peer"
+	"github.com/edgeswarm/edgeswarm/internal/wire"
 )
 
 // Logger returns a logger that writes to the test log at Warn and above.
@@ -68,12 +70,13 @@ func Key(t testing.TB) (ed25519.PrivateKey, core.KeyRing) {
 // Edge starts an edge in front of originURL.
 func Edge(t testing.TB, originURL string, key ed25519.PrivateKey, chunkSize int, link netem.Link) (*edge.Server, string) {
 	t.Helper()
-	return EdgeWith(t, edge.Config{Origin: originURL, ChunkSize: chunkSize, SigningKey: key}, link)
+	return EdgeWith(t, edge.Config{Origin: originURL, ChunkSize: chunkSize, SigningKey: key}, link, nil)
 }
 
-// EdgeWith starts an edge with a full config; an empty CacheDir is a
-// fresh temporary directory.
-func EdgeWith(t testing.TB, cfg edge.Config, link netem.Link) (*edge.Server, string) {
+// EdgeWith starts an edge with cfg (CacheDir "" means a temporary
+// directory) on a listener shaped by link; pulling plug (if not nil) kills
+// it as the network sees it.
+func EdgeWith(t testing.TB, cfg edge.Config, link netem.Link, plug *netem.Plug) (*edge.Server, string) {
 	t.Helper()
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = t.TempDir()
@@ -82,7 +85,7 @@ func EdgeWith(t testing.TB, cfg edge.Config, link netem.Link) (*edge.Server, str
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := Serve(t, e.Serve, link)
+	url := ServeOn(t, e.Serve, link, plug)
 	t.Cleanup(func() { e.Close() })
 	return e, url
 }
@@ -97,36 +100,72 @@ func Peer(t testing.TB, edgeURL string, ring core.KeyRing, link netem.Link, seed
 // PeerWith is Peer with a full config; Advertise and Name are filled in.
 func PeerWith(t testing.TB, cfg peer.Config, link netem.Link, seed uint64, wrap func(http.Handler) http.Handler) *peer.Agent {
 	t.Helper()
-	return PeerOn(t, "127.0.0.1", cfg, peer.Deps{}, link, seed, wrap)
+	return StartPeer(t, PeerOpts{Config: cfg, Link: link, Seed: seed, Wrap: wrap})
 }
 
-// PeerOn is PeerWith serving on a loopback address of its own (host, such
-// as 127.0.1.2, for a network location) with deps (Store, HTTP, Logger and
-// Rand are filled in).
-func PeerOn(t testing.TB, host string, cfg peer.Config, deps peer.Deps, link netem.Link, seed uint64, wrap func(http.Handler) http.Handler) *peer.Agent {
+// PeerOpts describes a peer agent for StartPeer.
+type PeerOpts struct {
+	// Config needs Edge and Keys; Advertise and Name are filled in.
+	Config peer.Config
+	// Link shapes the agent's connections, both ways.
+	Link netem.Link
+	// Plug, if not nil, is the agent's attachment to the network:
+	// pulling it kills the agent as its peers and edge see it.
+	Plug *netem.Plug
+	Seed uint64
+	// Wrap, if not nil, wraps the agent's chunk handler.
+	Wrap func(http.Handler) http.Handler
+	// Store nil means a fresh disk store in a temporary directory; a
+	// given store is closed at the end of the test.
+	Store chunkstore.Store
+	// Host is the loopback address to serve on ("" means 127.0.0.1); give
+	// each network location its own, such as 127.0.1.2.
+	Host string
+	// Deps are the agent's; Store, HTTP, Logger and Rand are filled in.
+	Deps peer.Deps
+}
+
+// StartPeer starts a peer agent serving chunks on a loopback listener.
+func StartPeer(t testing.TB, o PeerOpts) *peer.Agent {
 	t.Helper()
+	host := o.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	hc := &http.Client{Transport: &http.Transport{DialContext: link.DialContext(nil), MaxIdleConnsPerHost: 16}}
-	store, err := chunkstore.NewDisk(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
+	dial := o.Link.DialContext(nil)
+	if o.Plug != nil {
+		dial = o.Link.DialContext(o.Plug.DialContext(nil))
 	}
-	cfg.Advertise, cfg.Name = ln.Addr().String(), fmt.Sprintf("peer-%d", seed)
-	deps.Store, deps.HTTP, deps.Logger, deps.Rand = store, hc, Logger(t), mrand.New(mrand.NewPCG(seed, 7))
+	hc := &http.Client{Transport: &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 16}}
+	store := o.Store
+	if store == nil {
+		if store, err = chunkstore.NewDisk(t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := o.Config
+	cfg.Advertise, cfg.Name = ln.Addr().String(), fmt.Sprintf("peer-%d", o.Seed)
+	deps := o.Deps
+	deps.Store, deps.HTTP, deps.Logger, deps.Rand = store, hc, Logger(t), mrand.New(mrand.NewPCG(o.Seed, 7))
 	a, err := peer.New(cfg, deps)
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)
 	}
 	h := a.Handler()
-	if wrap != nil {
-		h = wrap(h)
+	if o.Wrap != nil {
+		h = o.Wrap(h)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(link.Listener(ln))
+	var sln net.Listener = o.Link.Listener(ln)
+	if o.Plug != nil {
+		sln = o.Plug.Listener(sln)
+	}
+	go srv.Serve(sln)
 	t.Cleanup(func() {
 		srv.Close()
 		a.Close()
@@ -136,15 +175,51 @@ func PeerOn(t testing.TB, host string, cfg peer.Config, deps peer.Deps, link net
 	return a
 }
 
+// SeededStore returns a memory store that holds every chunk of objectURL
+// (content data) as edgeURL's manifest cuts it: an agent started on it
+// completes its download at once and seeds.
+func SeededStore(t testing.TB, edgeURL string, ring core.KeyRing, objectURL string, data []byte) chunkstore.Store {
+	t.Helper()
+	ec := &wire.EdgeClient{Base: edgeURL, HTTP: &http.Client{Timeout: time.Minute}}
+	m, err := ec.Manifest(context.Background(), objectURL, ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := chunkstore.NewMemory()
+	obj, err := s.Open(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	for i := range m.NumChunks() {
+		off := m.ChunkOffset(i)
+		if err := obj.WriteChunk(i, data[off:off+int64(m.ChunkLen(i))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
 // Serve runs serveFn on a fresh loopback listener shaped by link and
 // returns its base URL.
 func Serve(t testing.TB, serveFn func(net.Listener) error, link netem.Link) string {
+	t.Helper()
+	return ServeOn(t, serveFn, link, nil)
+}
+
+// ServeOn is Serve on a listener that pulling plug (if not nil) closes,
+// with every conn it accepted.
+func ServeOn(t testing.TB, serveFn func(net.Listener) error, link netem.Link, plug *netem.Plug) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go serveFn(link.Listener(ln))
+	var sln net.Listener = link.Listener(ln)
+	if plug != nil {
+		sln = plug.Listener(sln)
+	}
+	go serveFn(sln)
 	return "http://" + ln.Addr().String()
 }
 

@@ -57,8 +57,8 @@ func TestPrePositioning(t *testing.T) {
 
 	clk := &offsetClock{}
 	clk.setTimeOfDay(0, 30)
-	cache := PeerOn(t, "127.0.1.1", peer.Config{Edge: edgeURL, Keys: ring, Managed: true, ManagedToken: token},
-		peer.Deps{Clock: clk.Now}, netem.Link{}, 1, nil)
+	cache := StartPeer(t, PeerOpts{Host: "127.0.1.1", Seed: 1, Deps: peer.Deps{Clock: clk.Now},
+		Config: peer.Config{Edge: edgeURL, Keys: ring, Managed: true, ManagedToken: token}})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -91,7 +91,7 @@ func TestPrePositioning(t *testing.T) {
 	// End users in a: every byte from the cache (or each other), none from the edge.
 	var users []*peer.Agent
 	for i := range 4 {
-		users = append(users, PeerOn(t, "127.0.1.1", peer.Config{Edge: edgeURL, Keys: ring}, peer.Deps{}, netem.NewLink(0, 40e6), uint64(10+i), nil))
+		users = append(users, StartPeer(t, PeerOpts{Host: "127.0.1.1", Config: peer.Config{Edge: edgeURL, Keys: ring}, Link: netem.NewLink(0, 40e6), Seed: uint64(10 + i)}))
 	}
 	var uwg sync.WaitGroup
 	errs := make([]error, len(users))
@@ -195,8 +195,8 @@ func TestPrePositioningWindowCloses(t *testing.T) {
 	// second into a transfer that needs four (8 Mbit/s for 4 MiB).
 	now := time.Now()
 	clk.off.Store(int64(time.Date(now.Year(), now.Month(), now.Day(), 4, 59, 59, 0, time.Local).Sub(now)))
-	cache := PeerOn(t, "127.0.0.1", peer.Config{Edge: edgeURL, Keys: ring, Managed: true, ManagedToken: token},
-		peer.Deps{Clock: clk.Now}, netem.NewLink(0, 8e6), 1, nil)
+	cache := StartPeer(t, PeerOpts{Seed: 1, Deps: peer.Deps{Clock: clk.Now}, Link: netem.NewLink(0, 8e6),
+		Config: peer.Config{Edge: edgeURL, Keys: ring, Managed: true, ManagedToken: token}})
 	if _, err := e.PlaceOrder(wire.Order{URLs: []string{"/v/late.bin"}, Window: "01:00-05:00"}); err != nil {
 		t.Fatal(err)
 	}

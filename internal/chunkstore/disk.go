@@ -2,6 +2,7 @@ package chunkstore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -25,9 +26,14 @@ const haveFlushDelay = 250 * time.Millisecond
 //	dir/objects/<root hex>/have      the held-chunks bitfield (written atomically)
 //
 // The have-file is a hint: on reopen every chunk it lists is re-read and
-// re-verified against the manifest, and dropped if it fails. Evicted chunks
-// are punched out of the data file (on Linux), so the blocks are freed at
-// once.
+// re-verified against the manifest, and dropped if it fails. It is
+// rewritten at most every haveFlushDelay, so a process killed mid-download
+// leaves verified chunks on disk that it does not list: reopening an
+// existing data file also reads the chunks it does not list, skips those
+// that are all zeros (never written: the file is preallocated sparse) and
+// keeps those that verify, so a restart refetches only what was in flight.
+// Evicted chunks are punched out of the data file (on Linux), so the blocks
+// are freed at once.
 type Disk struct {
 	dir string
 	reg registry
@@ -142,7 +148,9 @@ func (s *Disk) create(m *core.Manifest) (*object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chunkstore: open %s: %w", m.Root.Short(), err)
 	}
-	if st, err := f.Stat(); err != nil || st.Size() != m.Size {
+	st, err := f.Stat()
+	existed := err == nil && st.Size() > 0
+	if err != nil || st.Size() != m.Size {
 		if err := f.Truncate(m.Size); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("chunkstore: open %s: preallocate: %w", m.Root.Short(), err)
@@ -151,10 +159,9 @@ func (s *Disk) create(m *core.Manifest) (*object, error) {
 	b := &diskBackend{dir: dir, f: f, m: m}
 	o := &object{m: m, b: b, have: core.NewBitfield(m.NumChunks())}
 	b.o = o
-	dropped := b.recover()
-	if dropped {
+	if b.recover(existed) {
 		// Rewrite the hint now so a crash before the next write does not
-		// make the next open re-verify the same bad chunks again.
+		// make the next open re-verify the same chunks again.
 		b.flush()
 	}
 	b.punchUnheld()
@@ -197,34 +204,63 @@ type diskBackend struct {
 	flushMu sync.Mutex  // serializes flushes
 }
 
-// recover loads the have-file and keeps only the chunks that verify. It
-// reports whether any listed chunk was dropped.
-func (b *diskBackend) recover() (dropped bool) {
-	raw, err := os.ReadFile(filepath.Join(b.dir, "have"))
-	if err != nil {
-		return false
-	}
-	listed, err := core.BitfieldFromBytes(b.m.NumChunks(), raw)
-	if err != nil {
-		return true
+// recover loads the have-file and keeps only the chunks it lists that
+// verify; with unlisted, it also reads every chunk the have-file does not
+// list and keeps those that verify (a chunk of zeros only if the manifest
+// says so). It reports whether the have-file needs rewriting: a listed
+// chunk was dropped or an unlisted one found.
+func (b *diskBackend) recover(unlisted bool) (changed bool) {
+	n := b.m.NumChunks()
+	listed := core.NewBitfield(n)
+	if raw, err := os.ReadFile(filepath.Join(b.dir, "have")); err == nil {
+		if listed, err = core.BitfieldFromBytes(n, raw); err != nil {
+			listed, changed = core.NewBitfield(n), true
+		}
 	}
 	buf := make([]byte, b.m.ChunkSize)
-	for i := 0; i < b.m.NumChunks(); i++ {
-		if !listed.Has(i) {
+	zero := map[int]core.Hash{} // hash of a chunk of zeros, by length
+	for i := 0; i < n; i++ {
+		if !listed.Has(i) && !unlisted {
 			continue
 		}
 		data := buf[:b.m.ChunkLen(i)]
 		if _, err := b.f.ReadAt(data, b.m.ChunkOffset(i)); err != nil && !errors.Is(err, io.EOF) {
-			dropped = true
+			changed = changed || listed.Has(i)
 			continue
+		}
+		if !listed.Has(i) && allZero(data) {
+			h, ok := zero[len(data)]
+			if !ok {
+				h = core.HashBytes(data)
+				zero[len(data)] = h
+			}
+			if h != b.m.Hashes[i] {
+				continue // never written
+			}
 		}
 		if b.m.CheckChunk(i, data) != nil {
-			dropped = true
+			changed = changed || listed.Has(i)
 			continue
 		}
+		changed = changed || !listed.Has(i)
 		b.o.have.Set(i)
 	}
-	return dropped
+	return changed
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func (b *diskBackend) writeAt(i int, data []byte) error {

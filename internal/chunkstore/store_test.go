@@ -329,13 +329,29 @@ func TestDiskReopen(t *testing.T) {
 		t.Fatalf("have-file after drop: %x %v", raw, err)
 	}
 
-	// A damaged have-file means nothing is trusted.
+	// A damaged have-file is no hint at all: every chunk is read and the
+	// three that verify are kept (not the corrupt chunk 4, nor the six
+	// never written).
 	os.WriteFile(filepath.Join(objDir, "have"), []byte("garbage!!"), 0o644)
 	o, done = reopen()
-	if n := o.Have().Count(); n != 0 {
-		t.Fatalf("damaged have-file: %d chunks trusted", n)
+	if h := o.Have(); h.Count() != 3 || !h.Has(0) || !h.Has(1) || !h.Has(7) {
+		t.Fatalf("damaged have-file: have = %x, want chunks 0, 1 and 7", h.Bytes())
 	}
 	done()
+
+	// A process killed before its have-file caught up: chunks on disk that
+	// the hint does not list are found again, and the hint is rewritten.
+	write(2, 3)
+	os.WriteFile(filepath.Join(objDir, "have"), core.NewBitfield(m.NumChunks()).Bytes(), 0o644)
+	o, done = reopen()
+	if h := o.Have(); h.Count() != 5 || !h.Has(2) || !h.Has(3) || h.Has(4) {
+		t.Fatalf("unlisted chunks: have = %x, want 0, 1, 2, 3 and 7", h.Bytes())
+	}
+	done()
+	raw, _ = os.ReadFile(filepath.Join(objDir, "have"))
+	if hb, err := core.BitfieldFromBytes(m.NumChunks(), raw); err != nil || hb.Count() != 5 {
+		t.Fatalf("have-file after finding unlisted chunks: %x %v", raw, err)
+	}
 
 	// No stray temp files are left behind.
 	ents, _ := os.ReadDir(objDir)
@@ -386,5 +402,50 @@ func TestDiskFlushesWhileOpen(t *testing.T) {
 	defer o2.Close()
 	if !o2.Have().Has(2) {
 		t.Fatal("restarted store lost chunk 2")
+	}
+}
+
+// TestDiskFindsZeroChunks: a chunk whose content is all zeros is found on
+// reopen though the have-file does not list it (its hash says so), while
+// the zeros of chunks never written are not taken for content.
+func TestDiskFindsZeroChunks(t *testing.T) {
+	data := testObject(4*testChunk, 5)
+	clear(data[testChunk : 2*testChunk]) // chunk 1 is zeros
+	m := testManifest(t, data)
+	dir := t.TempDir()
+	s, err := NewDisk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := s.Open(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, 1} {
+		if err := o.WriteChunk(i, chunkOf(m, data, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.Close()
+	s.Close()
+	objDir := filepath.Join(dir, "objects", m.Root.String())
+	if err := os.Remove(filepath.Join(objDir, "have")); err != nil {
+		t.Fatal(err)
+	}
+	s, err = NewDisk(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	o, err = s.Open(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if h := o.Have(); h.Count() != 2 || !h.Has(0) || !h.Has(1) {
+		t.Fatalf("have = %x, want chunks 0 and 1", h.Bytes())
+	}
+	if got, err := o.ReadChunk(1, nil); err != nil || !bytes.Equal(got, chunkOf(m, data, 1)) {
+		t.Fatalf("zero chunk: %v", err)
 	}
 }

@@ -1,8 +1,9 @@
 // Package demo runs a whole edgeswarm network in one process on loopback:
 // an origin with a generated file, E edges and N peers whose access links
-// are emulated with netem, all peers starting at once (a flash crowd). It
-// reports what `edgeswarm demo` prints: completion times against the fluid
-// bound, offload against its physical limit, and integrity.
+// are emulated with netem, all peers starting at once (a flash crowd),
+// optionally with churn (peers killed abruptly while the crowd downloads).
+// It reports what `edgeswarm demo` prints: completion times against the
+// fluid bound, offload against its physical limit, and integrity.
 package demo
 
 import (
@@ -23,6 +24,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgeswarm/edgeswarm/internal/chunkstore"
@@ -64,6 +66,17 @@ type Config struct {
 	Dir string
 	// MemoryStore keeps peer chunks in memory instead of on disk.
 	MemoryStore bool
+	// Churn is the fraction of the peers killed during the crowd, in [0, 1):
+	// a killed peer's agent and chunk server vanish from the network at
+	// once (connections reset, port closed), without leaving the swarm,
+	// and do not come back. Without ChurnEvery the victims are drawn at
+	// random (Seed) and each dies at a random moment between 5 % and 80 %
+	// of the fluid bound T*. Results are the survivors'.
+	Churn float64
+	// ChurnEvery > 0 kills, every ChurnEvery, Churn of the peers still
+	// alive (drawn at random, downloading or seeding, never the last one)
+	// until every survivor has the file.
+	ChurnEvery time.Duration
 	// Timeout bounds the whole run; 0 means 10 minutes.
 	Timeout time.Duration
 	// Progress, if set, is called about twice a second while peers download.
@@ -123,6 +136,12 @@ func (c Config) validate() error {
 		return fmt.Errorf("managed %d: want 0..50", c.Managed)
 	case c.ManagedUp < 0:
 		return errors.New("rates must not be negative")
+	case !(c.Churn >= 0 && c.Churn < 1): // NaN fails too
+		return fmt.Errorf("churn %v: want a fraction of the peers in [0, 1) (one must survive)", c.Churn)
+	case c.ChurnEvery < 0:
+		return fmt.Errorf("churn-every %v: must not be negative", c.ChurnEvery)
+	case c.ChurnEvery > 0 && c.Churn == 0:
+		return errors.New("churn-every needs a churn fraction above 0")
 	}
 	return nil
 }
@@ -130,7 +149,8 @@ func (c Config) validate() error {
 // Progress is a snapshot while the crowd downloads.
 type Progress struct {
 	Elapsed       time.Duration
-	Done, Peers   int
+	Done, Peers   int // Peers counts the living
+	Killed        int
 	BytesEdge     int64
 	BytesPeers    int64
 	BytesTotal    int64 // N × object size
@@ -182,6 +202,17 @@ type Result struct {
 	CrossPID      string  `json:"cross_pid"`
 	CrossPIDBytes int64   `json:"cross_pid_bytes"`
 	SamePIDShare  float64 `json:"same_pid_peer_share"`
+	// Churn (Config.Churn): peers killed, how many of them had the whole
+	// file by then, and the survivors, whose downloads every other figure
+	// describes (bytes, times, integrity). SourcesDemoted counts the
+	// sources survivors stopped asking because they refused connections or
+	// kept failing (a dead peer is demoted at its first refused connection).
+	Churn          float64 `json:"churn"`
+	ChurnEveryS    float64 `json:"churn_every_s"`
+	Churned        int     `json:"churned"`
+	ChurnedSeeders int     `json:"churned_after_completing"`
+	Survivors      int     `json:"survivors"`
+	SourcesDemoted int     `json:"sources_demoted"`
 	// EdgeUsage is the edges' own account of the delivery (their GET /usage
 	// totals): bytes they sent, and the peer bytes peers reported to them.
 	EdgeUsage edge.UsageTotals `json:"edge_usage"`
@@ -195,8 +226,12 @@ type node struct {
 	bad     bool
 	checker *servedChecker // nil for bad peers
 	audit   *auditStore
-	dl      *peer.Download
-	err     error
+	plug    *netem.Plug // the node's network attachment: Pull kills it
+	ctx     context.Context
+	cancel  context.CancelFunc // ends the node's wait when it is killed
+	dl      atomic.Pointer[peer.Download]
+	err     error // written by the node's goroutine; read after it ends
+	killed  bool  // owned by Run's goroutine
 }
 
 // Run builds the network, runs the flash crowd and tears everything down.
@@ -286,10 +321,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (res Result, err err
 	// Peers: the first BadPeers corrupt what they serve.
 	nodes := make([]*node, cfg.Peers)
 	for i := range nodes {
-		n := &node{id: i, bad: i < cfg.BadPeers}
+		n := &node{id: i, bad: i < cfg.BadPeers, plug: &netem.Plug{}}
+		n.ctx, n.cancel = context.WithCancel(ctx)
+		defer n.cancel()
 		link := netem.NewLink(cfg.PeerUp, cfg.PeerDown)
 		hc := &http.Client{Transport: &http.Transport{
-			DialContext:         link.DialContext(nil),
+			DialContext:         link.DialContext(n.plug.DialContext(nil)),
 			MaxIdleConnsPerHost: 16,
 			MaxConnsPerHost:     32,
 			IdleConnTimeout:     30 * time.Second,
@@ -333,7 +370,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (res Result, err err
 			h = n.checker
 		}
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-		go srv.Serve(link.Listener(ln))
+		go srv.Serve(n.plug.Listener(link.Listener(ln)))
 		closers = append(closers, srv.Close)
 		nodes[i] = n
 	}
@@ -345,16 +382,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (res Result, err err
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n.dl, n.err = n.agent.Download(ctx, objectURL)
-			if n.err == nil {
-				n.err = n.dl.Wait(ctx)
+			dl, err := n.agent.Download(n.ctx, objectURL)
+			if err == nil {
+				n.dl.Store(dl)
+				err = dl.Wait(n.ctx)
 			}
+			n.err = err
 		}()
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	ticker := time.NewTicker(500 * time.Millisecond)
 	defer ticker.Stop()
+	horizon := time.Duration(fluid.Bound(cfg.Peers, cfg.Size, cfg.EdgeUp*float64(cfg.Edges), cfg.PeerUp, cfg.PeerDown) * float64(time.Second))
+	ch := newChurner(cfg, len(nodes), horizon)
+	churnTimer := time.NewTimer(ch.next())
+	defer churnTimer.Stop()
+	var closing sync.WaitGroup // killed agents being closed
+	defer closing.Wait()
 wait:
 	for {
 		select {
@@ -364,22 +409,42 @@ wait:
 			if cfg.Progress != nil {
 				cfg.Progress(progress(nodes, start, cfg))
 			}
+		case <-churnTimer.C:
+			for _, i := range ch.due(time.Since(start), len(nodes), func(i int) bool { return !nodes[i].killed }) {
+				n := nodes[i]
+				n.killed = true
+				if dl := n.dl.Load(); dl != nil && dl.Stats().Complete {
+					res.ChurnedSeeders++
+				}
+				n.plug.Pull() // gone from the network: no leave reaches the edge
+				n.cancel()
+				closing.Add(1)
+				go func() { defer closing.Done(); n.agent.Close() }()
+				log.Info("peer killed", "peer", n.id, "after", time.Since(start).Round(time.Millisecond))
+			}
+			churnTimer.Reset(max(0, ch.next()-time.Since(start)))
 		}
 	}
 	if cfg.Progress != nil {
 		cfg.Progress(progress(nodes, start, cfg))
 	}
+	var alive []*node
 	for _, n := range nodes {
+		if n.killed {
+			res.Churned++
+			continue
+		}
 		if n.err != nil {
 			return res, fmt.Errorf("peer %d: %w", n.id, n.err)
 		}
+		alive = append(alive, n)
 	}
 
-	// Integrity: every peer's bytes equal the origin's.
+	// Integrity: every survivor's bytes equal the origin's.
 	res.SHA256Match = true
-	for _, n := range nodes {
+	for _, n := range alive {
 		h := sha256.New()
-		if _, err := io.Copy(h, n.dl.NewReader(ctx)); err != nil {
+		if _, err := io.Copy(h, n.dl.Load().NewReader(ctx)); err != nil {
 			return res, fmt.Errorf("peer %d: read back: %w", n.id, err)
 		}
 		if [32]byte(h.Sum(nil)) != sum {
@@ -392,22 +457,27 @@ wait:
 	banned := map[string]bool{}
 	var times []float64
 	for _, n := range nodes {
-		st := n.dl.Stats()
+		res.BadChunksStored += n.audit.bad.Load()
+		res.ChunksStoredChecked += n.audit.checked.Load()
+		dl := n.dl.Load()
+		if n.checker != nil && dl != nil {
+			bad, checked := n.checker.badServed(dl.Manifest())
+			res.BadChunksServedHonest += bad
+			res.ChunksServedChecked += checked
+		}
+		if n.killed || dl == nil {
+			continue
+		}
+		st := dl.Stats()
 		res.BytesFromEdge += st.Bytes[peer.KindEdge]
 		res.BytesFromPeers += st.Bytes[peer.KindPeer]
 		res.BytesFromManaged += st.Bytes[peer.KindCache]
 		res.CorruptChunksDetected += st.CorruptChunks
+		res.SourcesDemoted += st.Demotions
 		for _, id := range st.Banned {
 			banned[id] = true
 		}
 		times = append(times, st.Finished.Sub(start).Seconds())
-		res.BadChunksStored += n.audit.bad.Load()
-		res.ChunksStoredChecked += n.audit.checked.Load()
-		if n.checker != nil {
-			bad, checked := n.checker.badServed(n.dl.Manifest())
-			res.BadChunksServedHonest += bad
-			res.ChunksServedChecked += checked
-		}
 	}
 	for _, n := range nodes {
 		if banned[n.agent.PeerID()] {
@@ -419,10 +489,11 @@ wait:
 		}
 	}
 	res.PIDs, res.CrossPID = max(cfg.PIDs, 1), cmp.Or(cfg.CrossPID, edge.CrossPIDAllow)
-	res.CrossPIDBytes, res.SamePIDShare = crossPID(nodes, cachePIDs)
+	res.CrossPIDBytes, res.SamePIDShare = crossPID(nodes, alive, cachePIDs)
 	sort.Float64s(times)
 	res.Peers, res.Edges, res.BadPeers, res.FileBytes = cfg.Peers, cfg.Edges, cfg.BadPeers, cfg.Size
-	res.ChunkSize = nodes[0].dl.Manifest().ChunkSize
+	res.Churn, res.ChurnEveryS, res.Survivors = cfg.Churn, cfg.ChurnEvery.Seconds(), len(alive)
+	res.ChunkSize = alive[0].dl.Load().Manifest().ChunkSize
 	res.EdgeUpMbit, res.PeerUpMbit, res.PeerDownMbit = cfg.EdgeUp/1e6, cfg.PeerUp/1e6, cfg.PeerDown/1e6
 	if total := res.BytesFromEdge + res.BytesFromPeers + res.BytesFromManaged; total > 0 {
 		res.Offload = float64(res.BytesFromPeers+res.BytesFromManaged) / float64(total)
@@ -465,9 +536,15 @@ wait:
 }
 
 func progress(nodes []*node, start time.Time, cfg Config) Progress {
-	p := Progress{Elapsed: time.Since(start), Peers: len(nodes), BytesTotal: int64(len(nodes)) * cfg.Size}
+	p := Progress{Elapsed: time.Since(start)}
 	for _, n := range nodes {
-		dl := n.dl
+		if n.killed {
+			p.Killed++
+			continue
+		}
+		p.Peers++
+		p.BytesTotal += cfg.Size
+		dl := n.dl.Load()
 		if dl == nil {
 			continue
 		}
@@ -552,10 +629,10 @@ func demoNetworkMap(k int) (*netmap.Map, error) {
 	return netmap.Parse([]byte(b.String()))
 }
 
-// crossPID sums the peer and managed-cache bytes each peer received from
-// another location, and the share of those bytes that came from its own;
-// caches maps the managed caches' peer IDs to their locations.
-func crossPID(nodes []*node, caches map[string]int) (cross int64, sameShare float64) {
+// crossPID sums the peer and managed-cache bytes each receiver (of nodes)
+// got from another location, and the share of those bytes that came from
+// its own; caches maps the managed caches' peer IDs to their locations.
+func crossPID(nodes, receivers []*node, caches map[string]int) (cross int64, sameShare float64) {
 	pidByID := map[string]int{}
 	for id, pid := range caches {
 		pidByID[id] = pid
@@ -564,8 +641,8 @@ func crossPID(nodes []*node, caches map[string]int) (cross int64, sameShare floa
 		pidByID[n.agent.PeerID()] = n.pid
 	}
 	var same int64
-	for _, n := range nodes {
-		for _, src := range n.dl.Stats().Sources {
+	for _, n := range receivers {
+		for _, src := range n.dl.Load().Stats().Sources {
 			if src.Kind == peer.KindEdge {
 				continue
 			}

@@ -234,6 +234,7 @@ type Stats struct {
 	PeersRegistered    int
 	PeersBanned        int // banned peers the tracker remembers
 	PeersRevoked       int // revocations in force (operators' and bans)
+	PeersSuspended     int // peers left out of hand-outs now for being reported unresponsive
 }
 
 // Server is one edge. Create it with New.
@@ -552,6 +553,7 @@ func (s *Server) Stats() Stats {
 		PeersRegistered:    ts.Peers,
 		PeersBanned:        ts.Banned,
 		PeersRevoked:       ts.Revoked,
+		PeersSuspended:     ts.Suspended,
 	}
 }
 

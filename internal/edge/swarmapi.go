@@ -125,15 +125,27 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) error {
 	if req.Offender == "" {
 		return errorf(http.StatusBadRequest, "missing offender")
 	}
-	err = s.tracker.Report(req.PeerID, req.Offender, root, req.Index)
+	switch req.Kind {
+	case "", wire.ReportBadChunk:
+		err = s.tracker.Report(req.PeerID, req.Offender, root, req.Index)
+	case wire.ReportUnresponsive:
+		err = s.tracker.ReportUnresponsive(req.PeerID, req.Offender, root)
+	default:
+		return errorf(http.StatusBadRequest, "report kind %q: want %q or %q", truncate(req.Kind, 40), wire.ReportBadChunk, wire.ReportUnresponsive)
+	}
 	if errors.Is(err, swarm.ErrUnknownPeer) {
 		return errorf(http.StatusNotFound, "unknown offender %q", truncate(req.Offender, 40))
 	}
 	if err != nil {
 		return err
 	}
-	s.log.Info("bad chunk reported", "reporter", req.PeerID, "offender", req.Offender,
-		"root", root.Short(), "chunk", req.Index, "reason", truncate(req.Reason, 200))
+	if req.Kind == wire.ReportUnresponsive {
+		s.log.Debug("unresponsive peer reported", "reporter", req.PeerID, "offender", req.Offender,
+			"root", root.Short(), "reason", truncate(req.Reason, 200))
+	} else {
+		s.log.Info("bad chunk reported", "reporter", req.PeerID, "offender", req.Offender,
+			"root", root.Short(), "chunk", req.Index, "reason", truncate(req.Reason, 200))
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

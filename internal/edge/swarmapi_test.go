@@ -118,6 +118,50 @@ func TestSwarmAnnounceHandoutBan(t *testing.T) {
 	}
 }
 
+// TestSwarmUnresponsiveReports: peers reported unresponsive by two
+// distinct members of the swarm are left out of hand-outs at once, without
+// a ban (they may announce); one reporter alone changes nothing.
+func TestSwarmUnresponsiveReports(t *testing.T) {
+	f := newSwarmFixture(t)
+	for i := range 3 {
+		if _, err := f.announce(t, i, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report := func(reporter, offender int) {
+		t.Helper()
+		r := f.peers[reporter]
+		err := f.e.client().Report(context.Background(), wire.ReportRequest{PeerID: r.PeerID, Token: r.Token,
+			Root: f.m.Root.String(), Offender: f.peers[offender].PeerID, Kind: wire.ReportUnresponsive, Reason: "connection refused"})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	handedOut := func(asker, id int) bool {
+		t.Helper()
+		resp, err := f.announce(t, asker, asker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(resp.Peers, func(p wire.PeerInfo) bool { return p.PeerID == f.peers[id].PeerID })
+	}
+	report(0, 1)
+	report(0, 1)
+	if !handedOut(2, 1) {
+		t.Fatal("one reporter got a peer left out of hand-outs")
+	}
+	report(2, 1)
+	if handedOut(0, 1) || handedOut(2, 1) {
+		t.Fatal("peer reported by two members still handed out")
+	}
+	if _, err := f.announce(t, 1, 1); err != nil {
+		t.Fatalf("suspended peer's announce refused: %v", err)
+	}
+	if s := f.e.Stats(); s.PeersSuspended != 1 || s.PeersBanned != 0 {
+		t.Fatalf("stats: %+v", s)
+	}
+}
+
 // Every kind of bad input gets a 4xx with a one-line plain-text reason and
 // changes nothing.
 func TestBadInputs(t *testing.T) {
@@ -156,6 +200,7 @@ func TestBadInputs(t *testing.T) {
 		{"report self", "POST", wire.PathReport, js(wire.ReportRequest{PeerID: p.PeerID, Token: p.Token, Root: root, Offender: p.PeerID}), 400},
 		{"report unknown offender", "POST", wire.PathReport, js(wire.ReportRequest{PeerID: p.PeerID, Token: p.Token, Root: root, Offender: "ghost"}), 404},
 		{"report negative index", "POST", wire.PathReport, js(wire.ReportRequest{PeerID: p.PeerID, Token: p.Token, Root: root, Offender: f.peers[1].PeerID, Index: -1}), 400},
+		{"report unknown kind", "POST", wire.PathReport, js(wire.ReportRequest{PeerID: p.PeerID, Token: p.Token, Root: root, Offender: f.peers[1].PeerID, Kind: "rude"}), 400},
 		{"chunk bad hex", "GET", wire.PathChunk + "zz/1", nil, 400},
 		{"chunk no index", "GET", wire.PathChunk + root, nil, 400},
 		{"chunk negative index", "GET", wire.PathChunk + root + "/-1", nil, 400},

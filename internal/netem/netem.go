@@ -1,7 +1,8 @@
 // Package netem emulates a node's access link in process: an upload and a
-// download rate that every connection of the node shares. The demo, the
-// tests and the simulator describe links with the same Link type; in
-// process the rates are enforced by token buckets on the node's net.Conns.
+// download rate that every connection of the node shares, and (Plug) the
+// node's abrupt departure from the network. The demo, the tests and the
+// simulator describe links with the same Link type; in process the rates
+// are enforced by token buckets on the node's net.Conns.
 package netem
 
 import (

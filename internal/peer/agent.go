@@ -97,6 +97,10 @@ type Agent struct {
 	proofs    authCache[madeProof]   // guarded by mu: by peer host
 	checked   authCache[checkedAuth] // guarded by mu: by Host and Authorization
 	once      sync.Once
+
+	// demoted maps the peers some download demoted (DemoteAfter) to when
+	// they may be asked again; at most maxDemoted entries.
+	demoted map[string]time.Time // guarded by mu
 }
 
 // session is the agent's identity on its edge.
@@ -154,6 +158,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		flights:   map[string]*resolveFlight{},
 		banned:    map[string]bool{},
 		revoked:   map[string]int64{},
+		demoted:   map[string]time.Time{},
 		proofs:    authCache[madeProof]{limit: maxAuthCache},
 		checked:   authCache[checkedAuth]{limit: maxAuthCache},
 	}
@@ -441,7 +446,7 @@ func (a *Agent) start(ctx context.Context, objectURL string) (*Download, error) 
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %w", objectURL, err)
 	}
-	m, edgeSrc, err := a.manifest(ctx, objectURL, keys)
+	m, edgeIdx, err := a.manifest(ctx, objectURL, keys)
 	if err != nil {
 		return nil, fmt.Errorf("download %s: %w", objectURL, err)
 	}
@@ -455,7 +460,7 @@ func (a *Agent) start(ctx context.Context, objectURL string) (*Download, error) 
 	if err != nil {
 		return nil, fmt.Errorf("download %s: open store: %w", objectURL, err)
 	}
-	d := newDownload(a, objectURL, m, obj, edgeSrc)
+	d := newDownload(a, objectURL, m, obj, edgeIdx)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.closed {
@@ -472,9 +477,9 @@ func (a *Agent) start(ctx context.Context, objectURL string) (*Download, error) 
 }
 
 // manifest fetches and verifies objectURL's manifest from the home edge,
-// then from each fallback edge in turn, and returns it with the chunk source
-// of the edge that gave it. The error names every edge's failure.
-func (a *Agent) manifest(ctx context.Context, objectURL string, keys core.KeyRing) (*core.Manifest, Source, error) {
+// then from each fallback edge in turn, and returns it with the index (in
+// a.edges) of the edge that gave it. The error names every edge's failure.
+func (a *Agent) manifest(ctx context.Context, objectURL string, keys core.KeyRing) (*core.Manifest, int, error) {
 	var errs []error
 	for i, e := range a.edges {
 		m, err := e.Manifest(ctx, objectURL, keys)
@@ -482,7 +487,7 @@ func (a *Agent) manifest(ctx context.Context, objectURL string, keys core.KeyRin
 			if i > 0 {
 				a.log.Warn("manifest taken from a fallback edge", "url", objectURL, "edge", e.Base, "failed", errors.Join(errs...))
 			}
-			return m, a.edgeSrcs[i], nil
+			return m, i, nil
 		}
 		errs = append(errs, fmt.Errorf("edge %s: %w", e.Base, err))
 		if ctx.Err() != nil {
@@ -492,7 +497,7 @@ func (a *Agent) manifest(ctx context.Context, objectURL string, keys core.KeyRin
 			a.log.Warn("manifest refused; trying the next edge", "url", objectURL, "edge", e.Base, "err", err)
 		}
 	}
-	return nil, nil, errors.Join(errs...)
+	return nil, 0, errors.Join(errs...)
 }
 
 func (a *Agent) liveDownload(root core.Hash) *Download {
@@ -539,8 +544,43 @@ func (a *Agent) isBanned(id, addr string) bool {
 	return a.banned[id] || (addr != "" && a.banned["addr:"+addr])
 }
 
-// report tells the edge that offender sent a bad chunk (best effort).
-func (a *Agent) report(root core.Hash, offender string, index int, reason string) {
+// maxDemoted bounds Agent.demoted.
+const maxDemoted = 4096
+
+// demote records that peer id is not to be asked before until, by any
+// download of this agent. It reports whether the peer was not demoted
+// already (so that it is reported to the edge once per demotion).
+func (a *Agent) demote(id string, until time.Time) bool {
+	now := a.now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if now.Before(a.demoted[id]) {
+		return false
+	}
+	if len(a.demoted) >= maxDemoted {
+		for k, u := range a.demoted {
+			if !now.Before(u) {
+				delete(a.demoted, k)
+			}
+		}
+	}
+	if len(a.demoted) < maxDemoted {
+		a.demoted[id] = until
+	}
+	return true
+}
+
+// demotedUntil is when a demoted peer may be asked again (zero if never demoted).
+func (a *Agent) demotedUntil(id string) time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.demoted[id]
+}
+
+// report tells the edge about offender (best effort): kind is
+// wire.ReportBadChunk (chunk index failed verification) or
+// wire.ReportUnresponsive.
+func (a *Agent) report(root core.Hash, offender, kind string, index int, reason string) {
 	defer a.wg.Done()
 	sess, ok := a.currentSession()
 	if !ok {
@@ -550,10 +590,10 @@ func (a *Agent) report(root core.Hash, offender string, index int, reason string
 	defer cancel()
 	err := a.edge.Report(ctx, wire.ReportRequest{
 		PeerID: sess.peerID, Token: sess.token, Root: root.String(),
-		Offender: offender, Index: index, Reason: reason,
+		Offender: offender, Kind: kind, Index: index, Reason: reason,
 	})
 	if err != nil {
-		a.log.Warn("report bad peer to edge", "offender", offender, "err", err)
+		a.log.Debug("report peer to edge", "offender", offender, "kind", kind, "err", err)
 	}
 }
 

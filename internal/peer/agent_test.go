@@ -3,6 +3,7 @@ package peer
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -219,5 +220,37 @@ func TestAgentHonoursEdgeAnnounceInterval(t *testing.T) {
 	// The edge's 2 s, longer than the agent's 20 ms: at most one.
 	if n := count(2000); n > 1 {
 		t.Errorf("edge interval 2 s: %d announces in 600 ms, want at most 1", n)
+	}
+}
+
+// TestDemotedBounded: the agent's memory of demoted peers keeps at most
+// maxDemoted entries, forgets expired ones to make room, and says once per
+// demotion that a peer is newly demoted (so it is reported once).
+func TestDemotedBounded(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	a, err := New(Config{Edge: "http://127.0.0.1:1"}, Deps{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	until := now.Add(DemoteFor)
+	if !a.demote("p", until) || a.demote("p", until) {
+		t.Fatal("a peer demoted twice in a row was new both times, or never")
+	}
+	for i := range 2 * maxDemoted {
+		a.demote(fmt.Sprint("q", i), until)
+	}
+	if n := len(a.demoted); n > maxDemoted {
+		t.Fatalf("%d demoted peers remembered, bound %d", n, maxDemoted)
+	}
+	now = until.Add(time.Second) // every demotion has expired
+	if !a.demote("p", now.Add(DemoteFor)) {
+		t.Fatal("a peer whose demotion expired was not new again")
+	}
+	if !a.demote("late", now.Add(DemoteFor)) || a.demotedUntil("late").IsZero() {
+		t.Fatal("expired entries were not dropped to make room")
+	}
+	if n := len(a.demoted); n > maxDemoted || n < 2 {
+		t.Fatalf("%d entries after pruning", n)
 	}
 }

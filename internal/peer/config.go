@@ -20,8 +20,11 @@ type Config struct {
 	Edge string `yaml:"edge"`
 	// Fallbacks are other edges of the same CDN, tried in order when the
 	// edge's manifest fails (unreachable, malformed, badly signed); the edge
-	// that gave the manifest then serves the download's edge chunks. The
-	// swarm is still coordinated by Edge. Empty means none.
+	// that gave the manifest then serves the download's edge chunks. When
+	// that edge fails mid-download (EdgeFailoverAfter), the download moves
+	// its edge chunks to the next edge of Edge and Fallbacks that serves
+	// the same version. The swarm is still coordinated by Edge. Empty
+	// means none.
 	Fallbacks []string `yaml:"fallbacks"`
 	// Advertise is the host:port other peers use to reach this peer's chunk
 	// server. "" means leech only: the edge does not hand this peer out.

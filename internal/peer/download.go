@@ -23,8 +23,10 @@ type Download struct {
 	url string
 	m   *core.Manifest
 	obj chunkstore.Object
-	// edgeSrc serves the download's edge chunks: the edge that gave the manifest.
-	edgeSrc Source
+	// edgeIdx is the edge (index in a.edges) that gave the manifest: it
+	// serves the download's edge chunks until it fails (the loop then
+	// moves to another edge of a.edges that serves the same version).
+	edgeIdx int
 
 	ctx    context.Context // canceled when the download fails or the agent closes
 	cancel context.CancelFunc
@@ -35,6 +37,7 @@ type Download struct {
 	handouts    chan handout  // announcer → loop; buffered 1, latest wins
 	poke        chan struct{} // readers → loop; buffered 1
 	announceNow chan struct{} // loop → announcer; buffered 1
+	edgeFound   chan int      // findEdge → loop: another edge serving the object, -1 if none; buffered 1
 	done        chan struct{} // closed once complete or failed
 	loopDone    chan struct{} // closed when the loop returns
 
@@ -63,10 +66,11 @@ type handout struct {
 	peers []wire.PeerInfo
 }
 
-func newDownload(a *Agent, objectURL string, m *core.Manifest, obj chunkstore.Object, edgeSrc Source) *Download {
+func newDownload(a *Agent, objectURL string, m *core.Manifest, obj chunkstore.Object, edgeIdx int) *Download {
 	d := &Download{
 		a:           a,
-		edgeSrc:     edgeSrc,
+		edgeIdx:     edgeIdx,
+		edgeFound:   make(chan int, 1),
 		url:         objectURL,
 		m:           m,
 		obj:         obj,
@@ -116,6 +120,40 @@ func (d *Download) launch() {
 	go d.announceLoop()
 }
 
+// findEdge looks for an edge other than a.edges[cur] that serves this
+// download's version (the same manifest root), in the order of a.edges
+// after cur, and tells the loop which one it found (-1: none). Asking for
+// the manifest makes an edge fetch the object if it does not hold it.
+func (d *Download) findEdge(cur int) {
+	defer d.a.wg.Done()
+	a := d.a
+	a.mu.Lock()
+	keys := a.keys
+	a.mu.Unlock()
+	found := -1
+	for k := 1; k < len(a.edges) && found < 0; k++ {
+		j := (cur + k) % len(a.edges)
+		ctx, cancel := context.WithTimeout(d.ctx, 30*time.Second)
+		m, err := a.edges[j].Manifest(ctx, d.url, keys)
+		cancel()
+		switch {
+		case err != nil:
+			a.log.Warn("fallback edge refused the manifest", "url", d.url, "edge", a.edges[j].Base, "err", err)
+		case m.Root != d.m.Root:
+			a.log.Warn("fallback edge serves another version", "url", d.url, "edge", a.edges[j].Base, "root", m.Root.Short(), "want", d.m.Root.Short())
+		default:
+			found = j
+		}
+		if d.ctx.Err() != nil {
+			break
+		}
+	}
+	select {
+	case d.edgeFound <- found:
+	case <-d.loopDone:
+	}
+}
+
 // Manifest returns the verified manifest being downloaded.
 func (d *Download) Manifest() *core.Manifest { return d.m }
 
@@ -139,6 +177,7 @@ func (d *Download) Stats() Stats {
 	s.Bytes = cloneMap(s.Bytes)
 	s.UsefulBytes = cloneMap(s.UsefulBytes)
 	s.Banned = slices.Clone(s.Banned)
+	s.Demoted = slices.Clone(s.Demoted)
 	s.Sources = slices.Clone(s.Sources)
 	return s
 }
@@ -162,6 +201,10 @@ type Stats struct {
 	// DuplicateBytes are verified chunks that arrived after another copy
 	// (endgame and rescue duplicates).
 	DuplicateBytes int64
+	// PartialBytes are bytes of chunk responses that broke off, timed out
+	// or were canceled before the chunk was whole: received, then thrown
+	// away (not in Bytes).
+	PartialBytes int64
 	// ResumedBytes were already in the store when the download started.
 	ResumedBytes int64
 	// CorruptChunks counts chunks that failed verification (hash or length).
@@ -172,6 +215,15 @@ type Stats struct {
 	EvictedChunks int
 	// Banned lists the peer IDs this download banned for bad chunks.
 	Banned []string
+	// Demoted lists the peer IDs this download stopped asking for a while
+	// (DemoteFor) because they refused connections or failed DemoteAfter
+	// times in a row (the first 4096); Demotions counts demotions (a peer
+	// demoted again after DemoteFor counts again).
+	Demoted   []string
+	Demotions int
+	// EdgeFailovers counts moves of the download's edge chunks to another
+	// edge (Config.Fallbacks) after the one serving them failed.
+	EdgeFailovers int
 	// Requests, Timeouts, Failures and Busy count chunk requests, those
 	// canceled for taking too long, those that failed, and those refused
 	// with 503.
@@ -192,6 +244,7 @@ type SourceStats struct {
 	Failures    int
 	RateBps     float64 // measured throughput (EWMA), 0 before any chunk
 	Banned      bool
+	Demoted     bool // not asked now (Stats.Demoted)
 }
 
 func (d *Download) failed() bool {

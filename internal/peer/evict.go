@@ -80,7 +80,7 @@ func (a *Agent) refill(old *Download) (*Download, error) {
 		return cur, nil
 	}
 	a.mu.Unlock()
-	d := newDownload(a, old.url, old.m, old.obj, old.edgeSrc)
+	d := newDownload(a, old.url, old.m, old.obj, old.edgeIdx)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if cur, ok := current(); ok {

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -293,5 +294,138 @@ func TestSlowVersusStalledSources(t *testing.T) {
 				t.Fatalf("nothing kept from the slow peer: %+v", st.UsefulBytes)
 			}
 		})
+	}
+}
+
+// TestLyingPeerDemoted: a peer that advertises every chunk but never sends
+// one is timed out, its chunks go to the edge, and after DemoteAfter
+// timeouts in a row it is demoted: not asked again for DemoteFor, reported
+// to the edge as unresponsive once. After DemoteFor it gets one request on
+// probation, and its next timeout demotes (and reports) it again.
+func TestLyingPeerDemoted(t *testing.T) {
+	t.Cleanup(func() { checkNoLeaks(t) })
+	e := newFakeEdge(t, 8e6) // slow: the download outlasts a demotion and a probation
+	o := e.addObject("/v.bin", testData(4<<20, 13), 64<<10)
+	fp := newFakePeer(t, o, func(w http.ResponseWriter, c []byte) {
+		time.Sleep(3 * time.Second) // never answers in time; the client gives up first
+	})
+	e.mu.Lock()
+	e.extra = []wire.PeerInfo{fp.info("liar", o.m.NumChunks())}
+	e.mu.Unlock()
+	var offset atomic.Int64 // added to the agent's clock
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	sp := newSwarmPeer(t, e, peerOpts{name: "me", seed: 9, cfg: func(c *Config) { c.FetchTimeoutMs = 300 }})
+	sp.a.now = now
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := sp.a.Download(ctx, "/v.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor := func(what string, cond func(Stats) bool) Stats {
+		t.Helper()
+		for {
+			st := d.Stats()
+			if cond(st) {
+				return st
+			}
+			if st.Complete || ctx.Err() != nil {
+				t.Fatalf("download ended before %s: %+v", what, st)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	st := waitFor("the liar's demotion", func(st Stats) bool { return st.Demotions == 1 })
+	if !slices.Equal(st.Demoted, []string{"liar"}) || st.Timeouts < DemoteAfter {
+		t.Fatalf("demoted %v after %d timeouts, want [liar] after ≥ %d", st.Demoted, st.Timeouts, DemoteAfter)
+	}
+	// Two requests while unmeasured, then one at a time while failing:
+	// the third timeout demotes it.
+	hits := fp.hits.Load()
+	if hits > DemoteAfter {
+		t.Fatalf("liar asked %d times before its demotion, want ≤ %d", hits, DemoteAfter)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := fp.hits.Load(); got != hits {
+		t.Fatalf("demoted liar asked %d more times", got-hits)
+	}
+	if n := e.reportsOf("liar", wire.ReportUnresponsive); n != 1 {
+		t.Fatalf("%d unresponsive reports about the liar, want 1", n)
+	}
+
+	// DemoteFor later: probation, one request, demoted again.
+	offset.Add(int64(DemoteFor + time.Second))
+	waitFor("the second demotion", func(st Stats) bool { return st.Demotions == 2 })
+	if got := fp.hits.Load() - hits; got != 1 {
+		t.Fatalf("liar asked %d times on probation, want 1", got)
+	}
+	for deadline := time.Now().Add(5 * time.Second); e.reportsOf("liar", wire.ReportUnresponsive) != 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d unresponsive reports about the liar, want 2", e.reportsOf("liar", wire.ReportUnresponsive))
+		}
+	}
+	if err := d.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(d.NewReader(ctx))
+	if err != nil || !bytes.Equal(got, o.data) {
+		t.Fatalf("object bytes differ (err %v)", err)
+	}
+	if st := d.Stats(); st.UsefulBytes[KindPeer] != 0 || len(st.Banned) != 0 {
+		t.Fatalf("useful peer bytes %d, banned %v: a silent peer gives nothing and is not banned", st.UsefulBytes[KindPeer], st.Banned)
+	}
+}
+
+// TestUnreachablePeerDroppedAtOnce: a handed-out peer whose connection is
+// refused (it is gone) is demoted at the first refusal and reported to the
+// edge; a second download of the same agent does not ask it at all.
+func TestUnreachablePeerDroppedAtOnce(t *testing.T) {
+	t.Cleanup(func() { checkNoLeaks(t) })
+	e := newFakeEdge(t, 16e6)
+	o1 := e.addObject("/a.bin", testData(1<<20, 14), 64<<10)
+	o2 := e.addObject("/b.bin", testData(1<<20, 15), 64<<10)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := ln.Addr().String()
+	ln.Close() // nothing listens there any more
+	have := core.NewBitfield(o1.m.NumChunks())
+	for i := range o1.m.NumChunks() {
+		have.Set(i)
+	}
+	e.mu.Lock()
+	e.extra = []wire.PeerInfo{{PeerID: "gone", Addr: gone, Have: have.Bytes()}}
+	e.mu.Unlock()
+	sp := newSwarmPeer(t, e, peerOpts{name: "me", seed: 10})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for k, o := range []*fakeObject{o1, o2} {
+		d, err := sp.a.Download(ctx, o.m.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st := d.Stats()
+		var reqs int
+		for _, s := range st.Sources {
+			if s.ID == "gone" {
+				reqs = s.Requests
+			}
+		}
+		switch {
+		case k == 0 && (!slices.Equal(st.Demoted, []string{"gone"}) || reqs == 0 || reqs > 2):
+			t.Fatalf("first download: demoted %v after %d requests, want [gone] after its first (≤ 2 at once)", st.Demoted, reqs)
+		case k == 1 && reqs != 0:
+			t.Fatalf("second download asked the demoted peer %d times", reqs)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); e.reportsOf("gone", wire.ReportUnresponsive) == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond) // the report is sent in the background
+	}
+	if n := e.reportsOf("gone", wire.ReportUnresponsive); n != 1 {
+		t.Fatalf("%d unresponsive reports about the gone peer, want 1", n)
 	}
 }

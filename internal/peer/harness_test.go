@@ -156,6 +156,20 @@ func (e *fakeEdge) reportsAbout(offender string) int {
 	return n
 }
 
+// reportsOf counts the reports of one kind about offender ("" kind is a
+// bad chunk).
+func (e *fakeEdge) reportsOf(offender, kind string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, r := range e.reports {
+		if r.Offender == offender && (r.Kind == kind || kind == wire.ReportBadChunk && r.Kind == "") {
+			n++
+		}
+	}
+	return n
+}
+
 func (e *fakeEdge) serve(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	switch {

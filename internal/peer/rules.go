@@ -147,3 +147,27 @@ func BusyBackoff(r *rand.Rand) time.Duration {
 // peer bytes kept in a location rises from 0.47 to 0.81 at the same
 // completion time.
 const RemoteSlots = 1
+
+// DemoteAfter is how many consecutive failures make a download stop asking
+// a peer (demote it) for DemoteFor: broken transfers, errors, or timeouts
+// of a peer that never sent it a whole chunk (timeouts of one that did are
+// congestion as often as not, and only back it off); a peer whose
+// connection is refused is demoted at the first. Three: one broken
+// transfer or one slow answer is the network's doing as often as the
+// peer's, and a peer that advertises chunks it never sends costs one
+// timeout per try.
+const DemoteAfter = 3
+
+// DemoteFor is how long a demoted peer is not asked. Then it is given one
+// request at a time, and its next failure demotes it again.
+const DemoteFor = 30 * time.Second
+
+// EdgeFailoverAfter is how many consecutive failures of the edge serving a
+// download's edge chunks make the download look for another edge serving
+// the same version (Config.Fallbacks); a refused connection makes it look
+// at the first. EdgeRetryAfter is how long it waits before looking again
+// when no other edge serves the version.
+const (
+	EdgeFailoverAfter = 2
+	EdgeRetryAfter    = 5 * time.Second
+)

@@ -18,6 +18,10 @@ import (
 // tickEvery paces timeout checks, backoff expiry and stats publication.
 const tickEvery = 100 * time.Millisecond
 
+// errTimedOut marks the error of a request the loop gave up for taking too
+// long (FlightDeadline).
+var errTimedOut = errors.New("timed out")
+
 // loop is the scheduler of one download. Its goroutine (run) owns every
 // field; fetch goroutines only read the immutable ones and report on
 // d.results.
@@ -39,8 +43,8 @@ type loop struct {
 	maxFlight int
 
 	sources map[string]*srcState // peers by ID (banned ones kept, so not re-added)
-	edge    *srcState
-	avail   []int32 // known non-banned, current peers holding each chunk
+	edge    *srcState            // the edge serving the download's edge chunks: edges[edgeIdx]
+	avail   []int32              // known non-banned, current peers holding each chunk
 	// localAvail counts only the peers in this peer's network location
 	// (not remote).
 	localAvail []int32
@@ -62,6 +66,13 @@ type loop struct {
 	announced    bool // asked for the announce that follows the first chunk
 	finished     bool
 	nextID       uint64
+
+	edges   []*srcState // one per a.edges, nil until used
+	edgeIdx int
+	// failingOver: findEdge is looking for another edge; no new search
+	// before nextFailover.
+	failingOver  bool
+	nextFailover time.Time
 
 	// scratch
 	order  []*srcState
@@ -90,6 +101,7 @@ type srcState struct {
 	until    time.Time // not asked before this (backoff)
 	stale    bool      // missing from the latest hand-out
 	banned   bool
+	demoted  bool // not asked before until (DemoteAfter, DemoteFor)
 	remote   bool // a peer in another network location (PeerInfo.Cost > 0)
 
 	bytes, useful      int64
@@ -108,7 +120,7 @@ type flight struct {
 	seen     int64         // got as the loop last saw it
 	cancel   context.CancelFunc
 	live     bool   // counted in flights; false once finished or canceled
-	why      string // why the loop canceled it: "timeout", "loser", "ban", "end"
+	why      string // why the loop canceled it: "timeout", "loser", "ban", "demote", "end"
 }
 
 // result is what a fetch goroutine reports.
@@ -130,7 +142,8 @@ func newLoop(d *Download) *loop {
 		pending:    newBitset(n),
 		flights:    map[int][]*flight{},
 		sources:    map[string]*srcState{},
-		edge:       &srcState{src: d.edgeSrc, kind: KindEdge},
+		edges:      make([]*srcState, len(d.a.edgeSrcs)),
+		edgeIdx:    d.edgeIdx,
 		avail:      make([]int32, n),
 		localAvail: make([]int32, n),
 		cacheAvail: make([]int32, n),
@@ -148,6 +161,8 @@ func newLoop(d *Download) *loop {
 	}
 	l.nPending = l.nMissing
 	l.maxFlight = MaxFlights(l.cfg, l.cs)
+	l.edge = &srcState{src: d.a.edgeSrcs[d.edgeIdx], kind: KindEdge}
+	l.edges[d.edgeIdx] = l.edge
 	return l
 }
 
@@ -179,6 +194,8 @@ func (l *loop) run() {
 			}
 		case h := <-l.d.handouts:
 			l.onHandout(h)
+		case j := <-l.d.edgeFound:
+			l.onEdgeFound(j, l.a.now())
 		case <-l.d.poke:
 		case <-tick.C:
 			l.onTick(l.a.now())
@@ -223,7 +240,12 @@ func (l *loop) schedule(now time.Time) {
 }
 
 func (l *loop) usable(s *srcState, now time.Time) bool {
-	return !s.banned && !s.stale && !now.Before(s.until)
+	return !s.banned && !s.stale && !s.demoted && !now.Before(s.until)
+}
+
+// counted reports whether s's chunks count in avail and localAvail.
+func (l *loop) counted(s *srcState) bool {
+	return !s.stale && !s.banned && !s.demoted
 }
 
 // handoutGrace: until the first hand-out (or for this long after the
@@ -463,6 +485,10 @@ func (l *loop) onResult(r result) {
 			l.recv[s.src.ID()] += int64(r.n)
 		}
 	}
+	if r.err != nil {
+		l.st.PartialBytes += f.got.Load()
+	}
+
 	switch {
 	case r.bad != nil:
 		l.st.CorruptChunks++
@@ -488,9 +514,7 @@ func (l *loop) onResult(r result) {
 	case errors.Is(r.err, wire.ErrChunkNotFound):
 		// It announced the chunk but does not have it: stop believing it.
 		if s.have != nil && s.have.has(i) {
-			s.have.clear(i)
-			s.haveEpoch++
-			if !s.stale && !s.banned {
+			if l.counted(s) {
 				l.avail[i]--
 				if !s.remote {
 					l.localAvail[i]--
@@ -499,6 +523,8 @@ func (l *loop) onResult(r result) {
 					l.cacheAvail[i]--
 				}
 			}
+			s.have.clear(i)
+			s.haveEpoch++
 		}
 		l.sourceFailed(s, now, r.err)
 	default:
@@ -522,6 +548,82 @@ func (l *loop) sourceFailed(s *srcState, now time.Time, err error) {
 	l.lastErr = err
 	s.until = now.Add(FailureBackoff(s.kind, s.failures))
 	l.a.log.Debug("chunk fetch failed", "root", l.m.Root.Short(), "source", s.src.ID(), "failures", s.failures, "err", err)
+	switch {
+	case s.kind == KindEdge:
+		if s == l.edge && (unreachable(err) || s.failures >= EdgeFailoverAfter) {
+			l.failover(now, err)
+		}
+	case unreachable(err), s.failures >= DemoteAfter && (s.bytes == 0 || !errors.Is(err, errTimedOut)):
+		l.demote(s, now, err)
+	}
+}
+
+// demote stops asking peer s for DemoteFor: it refused a connection (it is
+// gone), or it failed DemoteAfter times in a row, the last time otherwise
+// than by timing out (its transfers broke: it is gone, or it hangs up) or
+// without ever having sent this download a whole chunk (it advertises
+// chunks it never sends). A peer that did send chunks and now times out is
+// left to FailureBackoff: in a crowd whose links are full, honest peers
+// time out too. The demoted
+// peer's other requests are canceled and its chunks no longer count as
+// available; the edge hears of it once per demotion by this agent, and
+// hands it out no more once enough peers have said so.
+func (l *loop) demote(s *srcState, now time.Time, err error) {
+	if s.demoted || s.banned {
+		return
+	}
+	if l.counted(s) {
+		l.uncount(s)
+	}
+	s.demoted = true
+	s.until = now.Add(DemoteFor)
+	l.st.Demotions++
+	if len(l.st.Demoted) < maxDemoted && !slices.Contains(l.st.Demoted, s.src.ID()) {
+		l.st.Demoted = append(l.st.Demoted, s.src.ID())
+	}
+	for _, fl := range l.flights {
+		for _, f := range slices.Clone(fl) {
+			if f.src == s {
+				l.cancelFlight(f, "demote")
+				l.requeue(f.chunk)
+			}
+		}
+	}
+	l.a.log.Info("peer demoted: not asked for a while", "root", l.m.Root.Short(), "peer", s.src.ID(), "for", DemoteFor, "err", err)
+	if l.a.demote(s.src.ID(), s.until) {
+		l.a.wg.Add(1)
+		go l.a.report(l.m.Root, s.src.ID(), wire.ReportUnresponsive, 0, err.Error())
+	}
+}
+
+// failover starts looking for another edge that serves this download's
+// object version, after the one serving its edge chunks failed (err).
+func (l *loop) failover(now time.Time, err error) {
+	if len(l.edges) < 2 || l.failingOver || now.Before(l.nextFailover) {
+		return
+	}
+	l.failingOver = true
+	l.a.log.Warn("edge failing; looking for another edge", "root", l.m.Root.Short(), "edge", l.edge.src.ID(), "err", err)
+	l.a.wg.Add(1) // the loop is itself counted
+	go l.d.findEdge(l.edgeIdx)
+}
+
+// onEdgeFound moves the download's edge chunks to edge j (index in
+// a.edges), or, j < 0, notes that no other edge serves them now.
+func (l *loop) onEdgeFound(j int, now time.Time) {
+	l.failingOver = false
+	if j < 0 || j == l.edgeIdx {
+		l.nextFailover = now.Add(EdgeRetryAfter)
+		return
+	}
+	old := l.edge
+	if l.edges[j] == nil {
+		l.edges[j] = &srcState{src: l.a.edgeSrcs[j], kind: KindEdge}
+	}
+	l.edge, l.edgeIdx = l.edges[j], j
+	l.edge.failures, l.edge.until = 0, time.Time{}
+	l.st.EdgeFailovers++
+	l.a.log.Warn("edge chunks now from another edge", "root", l.m.Root.Short(), "from", old.src.ID(), "to", l.edge.src.ID())
 }
 
 // onBad handles a chunk that failed verification: a peer is banned for
@@ -541,7 +643,7 @@ func (l *loop) onBad(s *srcState, i int, err error, now time.Time) {
 	l.a.ban(s.src.ID(), s.addr)
 	l.banSource(s)
 	l.a.wg.Add(1)
-	go l.a.report(l.m.Root, s.src.ID(), i, reason)
+	go l.a.report(l.m.Root, s.src.ID(), wire.ReportBadChunk, i, reason)
 }
 
 // banSource stops using s: its flights are dropped and its chunks no
@@ -550,7 +652,7 @@ func (l *loop) banSource(s *srcState) {
 	if s.banned {
 		return
 	}
-	if !s.stale {
+	if l.counted(s) {
 		l.uncount(s)
 	}
 	s.banned = true
@@ -612,6 +714,7 @@ func (l *loop) gotChunk(i int, s *srcState, n int, now time.Time) {
 
 // onHandout refreshes the peer sources from an announce response.
 func (l *loop) onHandout(h handout) {
+	now := l.a.now()
 	l.self = h.self
 	seen := map[string]bool{}
 	for _, p := range h.peers {
@@ -631,7 +734,7 @@ func (l *loop) onHandout(h handout) {
 		}
 		s := l.sources[p.PeerID]
 		if s != nil && s.addr != p.Addr && !s.banned && s.inflight == 0 {
-			if !s.stale {
+			if l.counted(s) {
 				l.uncount(s)
 			}
 			delete(l.sources, p.PeerID)
@@ -651,17 +754,22 @@ func (l *loop) onHandout(h handout) {
 				addr: p.Addr,
 				have: newBitset(l.n),
 			}
+			if until := l.a.demotedUntil(p.PeerID); now.Before(until) {
+				s.demoted, s.until, s.failures = true, until, DemoteAfter // demoted by another download
+			}
 			l.sources[p.PeerID] = s
 		}
 		if s.banned {
 			continue
 		}
-		if !s.stale {
+		if l.counted(s) {
 			l.uncount(s)
 		}
 		s.have, s.stale, s.remote = fromBitfield(bf), false, p.Cost > 0
 		s.haveEpoch++
-		l.count(s)
+		if l.counted(s) {
+			l.count(s)
+		}
 		seen[p.PeerID] = true
 	}
 	for id, s := range l.sources {
@@ -670,7 +778,9 @@ func (l *loop) onHandout(h handout) {
 		case l.a.isBanned(id, s.addr): // banned by another download of this agent
 			l.banSource(s)
 		case !seen[id] && !s.stale:
-			l.uncount(s)
+			if l.counted(s) {
+				l.uncount(s)
+			}
 			s.stale = true
 		}
 		if s.stale && s.inflight == 0 && !s.banned {
@@ -711,6 +821,9 @@ func (l *loop) yieldToCaches() {
 func (l *loop) onTick(now time.Time) {
 	for _, fl := range l.flights {
 		for _, f := range slices.Clone(fl) {
+			if !f.live {
+				continue // canceled by a demotion earlier in this pass
+			}
 			if g := f.got.Load(); g != f.seen {
 				f.seen = g
 				f.deadline = FlightDeadline(f.start, now, f.timeout)
@@ -718,8 +831,22 @@ func (l *loop) onTick(now time.Time) {
 			if now.After(f.deadline) {
 				l.cancelFlight(f, "timeout")
 				l.st.Timeouts++
-				l.sourceFailed(f.src, now, fmt.Errorf("chunk %d from %s: %d of %d bytes in %v, none in the last %v", f.chunk, f.src.src.ID(), f.seen, l.m.ChunkLen(f.chunk), now.Sub(f.start).Round(time.Millisecond), f.timeout))
+				started := "no response yet"
+				if ttfb := time.Duration(f.ttfb.Load()); ttfb > 0 {
+					started = fmt.Sprintf("response after %v", ttfb.Round(time.Millisecond))
+				}
+				l.sourceFailed(f.src, now, fmt.Errorf("chunk %d from %s: %d of %d bytes in %v (%s), none in the last %v: %w", f.chunk, f.src.src.ID(), f.seen, l.m.ChunkLen(f.chunk), now.Sub(f.start).Round(time.Millisecond), started, f.timeout, errTimedOut))
 				l.requeue(f.chunk)
+			}
+		}
+	}
+	for _, s := range l.sources {
+		if s.demoted && !now.Before(s.until) {
+			// Probation: one request at a time (s.failures > 0); a failure
+			// demotes it again.
+			s.demoted = false
+			if l.counted(s) {
+				l.count(s)
 			}
 		}
 	}
@@ -736,14 +863,24 @@ func (l *loop) publishStats() {
 	add := func(s *srcState) {
 		src = append(src, SourceStats{
 			ID: s.src.ID(), Kind: s.kind, Bytes: s.bytes, UsefulBytes: s.useful,
-			Requests: s.requests, Failures: s.failsCnt, RateBps: s.rate, Banned: s.banned,
+			Requests: s.requests, Failures: s.failsCnt, RateBps: s.rate, Banned: s.banned, Demoted: s.demoted,
 		})
 	}
 	add(l.edge)
+	for _, s := range l.edges {
+		if s != nil && s != l.edge {
+			add(s)
+		}
+	}
 	for _, s := range l.sources {
 		add(s)
 	}
-	slices.SortFunc(src[1:], func(a, b SourceStats) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(src[1:], func(a, b SourceStats) int {
+		if a.Kind != b.Kind {
+			return strings.Compare(string(a.Kind), string(b.Kind))
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 	d := l.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -752,6 +889,8 @@ func (l *loop) publishStats() {
 	st.DuplicateBytes = l.st.DuplicateBytes
 	st.CorruptChunks = l.st.CorruptChunks
 	st.Banned = slices.Clone(l.st.Banned)
+	st.Demoted = slices.Clone(l.st.Demoted)
+	st.Demotions, st.EdgeFailovers, st.PartialBytes = l.st.Demotions, l.st.EdgeFailovers, l.st.PartialBytes
 	st.Requests, st.Timeouts, st.Failures, st.Busy = l.st.Requests, l.st.Timeouts, l.st.Failures, l.st.Busy
 	st.Sources = src
 	for id, n := range l.recv {

@@ -2,7 +2,9 @@ package peer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 
 	"github.com/edgeswarm/edgeswarm/internal/core"
@@ -71,4 +73,12 @@ func (s *httpSource) Fetch(ctx context.Context, root core.Hash, index, size int,
 		return nil, fmt.Errorf("%s %s: %w", s.kind, s.id, err)
 	}
 	return data, nil
+}
+
+// unreachable reports whether err says that the source could not be
+// connected to at all (a refused, unroutable or timed-out dial): the peer
+// is gone, or never was where it said.
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }

@@ -2,7 +2,9 @@
 // peers hold which chunks, and hands requesters a ranked list of other peers
 // to fetch from. An edge embeds one Tracker and serves it over the swarm API
 // (wire.PathRegister, wire.PathAnnounce, wire.PathReport). The tracker also
-// bans peers that several distinct peers report for sending bad chunks.
+// bans peers that several distinct peers report for sending bad chunks, and
+// leaves out of hand-outs for a while peers that several distinct peers
+// could not get chunks from (gone, or lying about what they hold).
 //
 // Peers enroll with an identity key (RegisterPeer: the ID stands for the
 // key), and an operator can revoke an identity (Revoke): a revoked peer
@@ -110,6 +112,16 @@ type Config struct {
 	// BanThreshold is the number of distinct peers that must report a peer
 	// before it is banned; 0 means 2.
 	BanThreshold int `yaml:"ban_threshold"`
+	// UnresponsiveThreshold is the number of distinct members of a swarm
+	// that must report a peer unresponsive (wire.ReportUnresponsive),
+	// within PeerTTL, before it is suspended; 0 means 2. One reporter alone
+	// never suspends a peer.
+	UnresponsiveThreshold int `yaml:"unresponsive_threshold"`
+	// SuspendFor is how long a suspended peer is left out of every
+	// hand-out (it may still announce and download); 0 means 1m. A peer
+	// that vanished expires meanwhile (PeerTTL); one that is alive but
+	// does not serve is reported, and suspended, again.
+	SuspendFor time.Duration `yaml:"suspend_for"`
 	// DefaultWant is the hand-out size when the requester asks for 0; 0
 	// means 50. Hand-outs never exceed wire.MaxHandout.
 	DefaultWant int `yaml:"default_want"`
@@ -136,6 +148,10 @@ func (c Config) applyDefaults() Config {
 	def(&c.HandoutSample, DefaultHandoutSample)
 	def(&c.MaxObjectsPerPeer, 1000)
 	def(&c.BanThreshold, 2)
+	def(&c.UnresponsiveThreshold, 2)
+	if c.SuspendFor == 0 {
+		c.SuspendFor = time.Minute
+	}
 	def(&c.DefaultWant, 50)
 	def(&c.AnnounceBudget, DefaultAnnounceBudget)
 	def(&c.MaxRevoked, 100000)
@@ -160,7 +176,8 @@ func (c Config) applyDefaults() Config {
 
 func (c Config) validate() error {
 	if c.MaxPeers < 0 || c.MaxObjects < 0 || c.MaxPeersPerObject < 0 || c.MaxObjectsPerPeer < 0 || c.HandoutSample < 0 ||
-		c.BanThreshold < 0 || c.DefaultWant < 0 || c.PeerTTL < 0 || c.RegistrationTTL < 0 || c.MaxRevoked < 0 || c.RevocationTTL < 0 {
+		c.BanThreshold < 0 || c.UnresponsiveThreshold < 0 || c.SuspendFor < 0 || c.DefaultWant < 0 || c.PeerTTL < 0 || c.RegistrationTTL < 0 ||
+		c.MaxRevoked < 0 || c.RevocationTTL < 0 {
 		return fmt.Errorf("swarm config: negative limit in %+v", c)
 	}
 	return nil
@@ -187,6 +204,11 @@ type Stats struct {
 	Announces        int64
 	AnnouncesDropped int64 // announces of new members into a full swarm
 	Reports          int64
+	// Suspended are the peers left out of hand-outs now for being reported
+	// unresponsive; SuspensionsTotal counts every suspension.
+	Suspended        int
+	SuspensionsTotal int64
+	UnresponsiveSeen int64 // unresponsive reports received
 	Handouts         int64
 	Expired          int64 // memberships and registrations dropped by age
 }
@@ -239,7 +261,13 @@ type peer struct {
 	// reporters are the distinct peers that reported this one; at most
 	// BanThreshold entries (the ban happens at the threshold).
 	reporters map[string]struct{}
-	objects   map[core.Hash]struct{} // swarms this peer is a member of
+	// unresponsive are the distinct peers that reported this one
+	// unresponsive, with when; at most UnresponsiveThreshold entries, none
+	// older than PeerTTL counts.
+	unresponsive map[string]time.Time
+	// suspendedUntil: not handed out before this (ReportUnresponsive).
+	suspendedUntil time.Time
+	objects        map[core.Hash]struct{} // swarms this peer is a member of
 }
 
 type object struct {
@@ -783,7 +811,7 @@ func (t *Tracker) HandoutWith(root core.Hash, peerID string, want int, opt Hando
 			continue
 		}
 		p := t.peers[id]
-		if id == peerID || p == nil || p.banned || p.revoked || !opt.allows(req.PID, p) {
+		if id == peerID || p == nil || p.banned || p.revoked || now.Before(p.suspendedUntil) || !opt.allows(req.PID, p) {
 			continue
 		}
 		cands = append(cands, Candidate{
@@ -796,7 +824,7 @@ func (t *Tracker) HandoutWith(root core.Hash, peerID string, want int, opt Hando
 		// something of the object.
 		for id := range t.managed {
 			m, p := o.members[id], t.peers[id]
-			if m == nil || p == nil || id == peerID || p.banned || m.have.Count() == 0 || !opt.allows(req.PID, p) ||
+			if m == nil || p == nil || id == peerID || p.banned || p.revoked || now.Before(p.suspendedUntil) || m.have.Count() == 0 || !opt.allows(req.PID, p) ||
 				now.Sub(m.lastSeen) > t.cfg.PeerTTL || slices.Contains(sample, id) {
 				continue
 			}
@@ -895,6 +923,64 @@ func (t *Tracker) Report(reporter, offender string, root core.Hash, index int) e
 	return nil
 }
 
+// ReportUnresponsive records that reporter, a member of root's swarm,
+// could not get chunks from offender: its connections were refused, or its
+// requests timed out again and again, although hand-outs list it (it
+// vanished, or advertises chunks it never sends). Once
+// Config.UnresponsiveThreshold distinct members have reported it within
+// PeerTTL, it is suspended: left out of every hand-out for SuspendFor. One
+// reporter alone cannot suspend anyone; reports by non-members or banned
+// peers, and repeated reports by one peer, do not count more.
+func (t *Tracker) ReportUnresponsive(reporter, offender string, root core.Hash) error {
+	if reporter == offender {
+		return fmt.Errorf("%w: a peer cannot report itself", ErrInvalidArgument)
+	}
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, ok := t.peers[reporter]
+	if !ok {
+		return fmt.Errorf("report by %s: %w", reporter, ErrUnknownPeer)
+	}
+	o, ok := t.peers[offender]
+	if !ok {
+		return fmt.Errorf("report of %q: %w", offender, ErrUnknownPeer)
+	}
+	t.stats.UnresponsiveSeen++
+	obj := t.objects[root]
+	if r.banned || o.banned || obj == nil || obj.members[reporter] == nil || now.Before(o.suspendedUntil) {
+		return nil
+	}
+	for id, at := range o.unresponsive {
+		if now.Sub(at) > t.cfg.PeerTTL {
+			delete(o.unresponsive, id)
+		}
+	}
+	if o.unresponsive == nil {
+		o.unresponsive = make(map[string]time.Time)
+	}
+	o.unresponsive[reporter] = now
+	if len(o.unresponsive) < t.cfg.UnresponsiveThreshold {
+		return nil
+	}
+	o.unresponsive = nil
+	o.suspendedUntil = now.Add(t.cfg.SuspendFor)
+	t.stats.SuspensionsTotal++
+	t.log.Info("peer suspended from hand-outs: reported unresponsive", "peer", offender, "name", o.name, "addr", o.addr,
+		"root", root.Short(), "for", t.cfg.SuspendFor)
+	return nil
+}
+
+// IsSuspended reports whether peerID is left out of hand-outs now for
+// being reported unresponsive.
+func (t *Tracker) IsSuspended(peerID string) bool {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.peers[peerID]
+	return p != nil && now.Before(p.suspendedUntil)
+}
+
 // IsBanned reports whether peerID is banned.
 func (t *Tracker) IsBanned(peerID string) bool {
 	t.mu.Lock()
@@ -922,6 +1008,12 @@ func (t *Tracker) Stats() Stats {
 	defer t.mu.Unlock()
 	s := t.stats
 	s.Peers, s.Objects, s.Banned, s.Revoked = len(t.peers), len(t.objects), len(t.banned), len(t.revoked)
+	now := t.now()
+	for _, p := range t.peers {
+		if now.Before(p.suspendedUntil) {
+			s.Suspended++
+		}
+	}
 	for _, o := range t.objects {
 		s.Members += len(o.members)
 	}

@@ -612,3 +612,97 @@ func TestHandoutManaged(t *testing.T) {
 		t.Error("Touch")
 	}
 }
+
+// TestReportUnresponsive: a peer that distinct members of the swarm report
+// unresponsive is left out of hand-outs at once and for SuspendFor; one
+// reporter alone, however often it reports, reports older than PeerTTL,
+// reports by non-members and by banned peers never suspend anyone.
+func TestReportUnresponsive(t *testing.T) {
+	tr, clk := newTracker(t, Config{PeerTTL: 10 * time.Second, SuspendFor: 30 * time.Second})
+	p := register(t, tr, 6)
+	gone, r1, r2, asker, outsider, liar := p[0], p[1], p[2], p[3], p[4], p[5]
+	for _, id := range []string{gone, r1, r2, asker, liar} {
+		if err := tr.Announce(id, root, 2, bf(2, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	handedOut := func(id string) bool { return slices.Contains(ids(tr.Handout(root, asker, 0)), id) }
+	if err := tr.ReportUnresponsive(r1, r1, root); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("self-report: err = %v", err)
+	}
+	if err := tr.ReportUnresponsive(r1, "nobody", root); !errors.Is(err, ErrUnknownPeer) {
+		t.Errorf("report of an unknown peer: err = %v", err)
+	}
+	if err := tr.ReportUnresponsive("nobody", gone, root); !errors.Is(err, ErrUnknownPeer) {
+		t.Errorf("report by an unknown peer: err = %v", err)
+	}
+
+	// One reporter, many times: still handed out.
+	for range 5 {
+		if err := tr.ReportUnresponsive(r1, gone, root); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A registered peer outside the swarm does not count either.
+	tr.ReportUnresponsive(outsider, gone, root)
+	if tr.IsSuspended(gone) || !handedOut(gone) {
+		t.Fatal("suspended on one member's word")
+	}
+	// A second reporter, but after the first one's report went stale.
+	clk.Advance(11 * time.Second)
+	for _, id := range []string{gone, r1, r2, asker, liar} {
+		tr.Announce(id, root, 2, bf(2, 0))
+	}
+	tr.ReportUnresponsive(r2, gone, root)
+	if tr.IsSuspended(gone) {
+		t.Fatal("suspended by two reports PeerTTL apart")
+	}
+	// Two distinct members within PeerTTL: out of hand-outs at once.
+	tr.ReportUnresponsive(r1, gone, root)
+	if !tr.IsSuspended(gone) || handedOut(gone) {
+		t.Fatal("not suspended after two distinct members reported it")
+	}
+	if s := tr.Stats(); s.Suspended != 1 || s.SuspensionsTotal != 1 || s.UnresponsiveSeen != 8 {
+		t.Errorf("stats %+v", s)
+	}
+	// It may still announce (it is not banned), but stays out until
+	// SuspendFor has passed; then it is handed out again.
+	if err := tr.Announce(gone, root, 2, bf(2, 0, 1)); err != nil {
+		t.Fatalf("suspended peer's announce: %v", err)
+	}
+	clk.Advance(29 * time.Second)
+	for _, id := range []string{gone, r1, r2, asker, liar} {
+		tr.Announce(id, root, 2, bf(2, 0))
+	}
+	if handedOut(gone) {
+		t.Fatal("handed out before SuspendFor passed")
+	}
+	clk.Advance(2 * time.Second)
+	if !handedOut(gone) || tr.IsSuspended(gone) {
+		t.Fatal("still left out after SuspendFor")
+	}
+
+	// A banned peer's reports do not count.
+	tr.Report(r1, asker, root, 0)
+	tr.Report(r2, asker, root, 0)
+	if !tr.IsBanned(asker) {
+		t.Fatal("not banned")
+	}
+	tr.ReportUnresponsive(asker, liar, root)
+	tr.ReportUnresponsive(r1, liar, root)
+	if tr.IsSuspended(liar) {
+		t.Fatal("a banned peer's report counted")
+	}
+	tr.ReportUnresponsive(r2, liar, root)
+	if !tr.IsSuspended(liar) {
+		t.Fatal("not suspended after two members in good standing reported it")
+	}
+	// The per-peer reporter set is bounded by the threshold.
+	tr.mu.Lock()
+	for _, pr := range tr.peers {
+		if len(pr.unresponsive) >= tr.cfg.UnresponsiveThreshold {
+			t.Errorf("peer %s keeps %d reporters", pr.id, len(pr.unresponsive))
+		}
+	}
+	tr.mu.Unlock()
+}

@@ -229,7 +229,7 @@ func (c *EdgeClient) Orders(ctx context.Context, r OrdersRequest) (OrdersRespons
 	return out, err
 }
 
-// Report tells the edge about a bad chunk.
+// Report tells the edge about a misbehaving peer (ReportRequest.Kind).
 func (c *EdgeClient) Report(ctx context.Context, r ReportRequest) error {
 	return c.do(ctx, http.MethodPost, PathReport, r, nil)
 }

@@ -22,7 +22,8 @@ const (
 	PathRegister = "/swarm/v1/register"
 	// PathAnnounce: POST AnnounceRequest → AnnounceResponse (the hand-out).
 	PathAnnounce = "/swarm/v1/announce"
-	// PathReport: POST ReportRequest → 204. A peer reports a bad chunk sender.
+	// PathReport: POST ReportRequest → 204. A peer reports a peer that sent
+	// a bad chunk, or that it could not get chunks from.
 	PathReport = "/swarm/v1/report"
 	// PathOrders: POST OrdersRequest → OrdersResponse. A managed cache asks
 	// for its pre-positioning orders and reports the ones it has carried out.
@@ -229,13 +230,29 @@ type Order struct {
 	PIDs []string `json:"pids,omitempty"`
 }
 
-// ReportRequest tells the edge that Offender sent a chunk that failed
-// verification.
+// ReportRequest tells the edge that Offender misbehaved in the swarm of
+// Root: what it did is Kind.
 type ReportRequest struct {
 	PeerID   string `json:"peer_id"`
 	Token    string `json:"token"`
 	Root     string `json:"root"`
 	Offender string `json:"offender"`
-	Index    int    `json:"index"`
-	Reason   string `json:"reason"`
+	// Kind is ReportBadChunk ("" means it too) or ReportUnresponsive.
+	Kind string `json:"kind,omitempty"`
+	// Index is the bad chunk (ReportBadChunk).
+	Index int `json:"index"`
+	// Reason is a free-form detail for the edge's log.
+	Reason string `json:"reason"`
 }
+
+// Report kinds.
+const (
+	// ReportBadChunk: Offender sent chunk Index and it failed verification.
+	// Enough distinct reporters get it banned.
+	ReportBadChunk = "bad_chunk"
+	// ReportUnresponsive: the reporter could not get chunks from Offender
+	// (refused connections, or requests timed out again and again) although
+	// the hand-out listed it. Enough distinct reporters get it left out of
+	// hand-outs for a while.
+	ReportUnresponsive = "unresponsive"
+)
