@@ -28,6 +28,7 @@ type getResult struct {
 	SHA256         string  `json:"sha256"`
 	BytesFromEdge  int64   `json:"bytes_from_edge"`
 	BytesFromPeers int64   `json:"bytes_from_peers"`
+	BytesFromCache int64   `json:"bytes_from_managed"` // from managed caches
 	Offload        float64 `json:"offload"`
 	// ChunkSize is the manifest's; ResumedBytes were already verified in
 	// --data-dir (a download resumed after a restart); PartialBytes were
@@ -181,7 +182,7 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 			}
 			st := dl.Stats()
 			res := getResult{URL: args[0], Output: out, Bytes: n, SHA256: hex.EncodeToString(h.Sum(nil)),
-				BytesFromEdge: st.Bytes[peer.KindEdge], BytesFromPeers: st.Bytes[peer.KindPeer],
+				BytesFromEdge: st.Bytes[peer.KindEdge], BytesFromPeers: st.Bytes[peer.KindPeer], BytesFromCache: st.Bytes[peer.KindCache],
 				Seconds: elapsed.Seconds(), CorruptChunks: st.CorruptChunks, PeersBanned: len(st.Banned)}
 			res.Requests, res.Timeouts, res.Failures, res.Busy = st.Requests, st.Timeouts, st.Failures, st.Busy
 			res.ChunkSize, res.ResumedBytes, res.PartialBytes = dl.Manifest().ChunkSize, st.ResumedBytes, st.PartialBytes
@@ -192,8 +193,8 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 					res.EdgeRateBps += src.RateBps
 				}
 			}
-			if t := res.BytesFromEdge + res.BytesFromPeers; t > 0 {
-				res.Offload = float64(res.BytesFromPeers) / float64(t)
+			if t := res.BytesFromEdge + res.BytesFromPeers + res.BytesFromCache; t > 0 {
+				res.Offload = float64(res.BytesFromPeers+res.BytesFromCache) / float64(t)
 			}
 			if asJSON {
 				enc := json.NewEncoder(os.Stderr)
