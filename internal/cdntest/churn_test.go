@@ -282,12 +282,13 @@ func TestBattery14_OnlyCulpritBanned(t *testing.T) {
 // their chunks go to other sources; both downloaders demote it after
 // repeated timeouts and report it, so the edge stops handing it out; and
 // the run takes at most 1.5 times the run without it. The downloads take
-// about 3 s, so both runs use a 1 s request timeout floor (3 s by default)
-// for the liar to time out DemoteAfter times within them.
+// about 6 s, so both runs use a 1 s request timeout floor (3 s by default)
+// for the liar to time out DemoteAfter times within them, with room to
+// spare on a loaded machine.
 func TestBattery15_LyingPeerTimedOut(t *testing.T) {
 	var asked atomic.Int64
 	run := func(liar bool) (time.Duration, []*peer.Download, *cluster, *peer.Agent) {
-		c := newCluster(t, 8<<20, 64<<10, netem.NewLink(16e6, 0), nil, nil)
+		c := newCluster(t, 16<<20, 64<<10, netem.NewLink(16e6, 0), nil, nil)
 		up := netem.NewLink(16e6, 0)
 		var ids []string
 		for k := range 3 {
