@@ -765,6 +765,15 @@ type HandoutOptions struct {
 	CrossManagedOnly bool
 }
 
+// candidateOf is member m of an object's swarm, the peer p, as a hand-out
+// policy sees it.
+func candidateOf(id string, p *peer, m *member) Candidate {
+	return Candidate{
+		PeerID: id, Addr: p.addr, Name: p.name, PID: p.pid, Have: m.have,
+		UploadBps: p.uploadBps, LastSeen: m.lastSeen, Managed: p.managed,
+	}
+}
+
 // allows reports whether a requester in location reqPID may be handed p.
 func (opt HandoutOptions) allows(reqPID string, p *peer) bool {
 	same := p.pid == reqPID && reqPID != ""
@@ -814,10 +823,7 @@ func (t *Tracker) HandoutWith(root core.Hash, peerID string, want int, opt Hando
 		if id == peerID || p == nil || p.banned || p.revoked || now.Before(p.suspendedUntil) || !opt.allows(req.PID, p) {
 			continue
 		}
-		cands = append(cands, Candidate{
-			PeerID: id, Addr: p.addr, Name: p.name, PID: p.pid, Have: m.have,
-			UploadBps: p.uploadBps, LastSeen: m.lastSeen, Managed: p.managed,
-		})
+		cands = append(cands, candidateOf(id, p, m))
 	}
 	if len(sample) < len(o.holders) {
 		// A sampled hand-out still considers every managed cache that holds
@@ -828,10 +834,7 @@ func (t *Tracker) HandoutWith(root core.Hash, peerID string, want int, opt Hando
 				now.Sub(m.lastSeen) > t.cfg.PeerTTL || slices.Contains(sample, id) {
 				continue
 			}
-			cands = append(cands, Candidate{
-				PeerID: id, Addr: p.addr, Name: p.name, PID: p.pid, Have: m.have,
-				UploadBps: p.uploadBps, LastSeen: m.lastSeen, Managed: true,
-			})
+			cands = append(cands, candidateOf(id, p, m))
 		}
 	}
 	for _, id := range expired {
