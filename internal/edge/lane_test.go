@@ -294,6 +294,9 @@ func TestLaneHotFileChanged(t *testing.T) {
 	e, lane, _, _ := laneEdge(t)
 	hit := "GET /hot.bin HTTP/1.1\r\nHost: x\r\n\r\n"
 	want := bodyOf(exchange(t, lane, hit, 1)[0])
+	// The copy is kept once the first response's read has been checked,
+	// which may finish a moment after the client has every byte.
+	waitFor(t, "the hot copy", func() bool { return e.cache.hotBytes() > 0 })
 	if !bytes.Equal(bodyOf(exchange(t, lane, hit, 1)[0]), want) || e.cache.hot.sent.Load() != 1 {
 		t.Fatalf("hot hit: %d sent from the file, want 1", e.cache.hot.sent.Load())
 	}
