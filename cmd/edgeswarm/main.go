@@ -40,7 +40,7 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
-	root.AddCommand(newOriginCmd(g), newEdgeCmd(g), newPeerCmd(g), newGetCmd(g), newDemoCmd(g), newSimCmd(g))
+	root.AddCommand(newOriginCmd(g), newEdgeCmd(g), newPeerCmd(g), newGetCmd(g), newPlayCmd(g), newDemoCmd(g), newSimCmd(g))
 	return root
 }
 

@@ -38,6 +38,7 @@ type peerFlags struct {
 	maxUploads, maxConns, maxPeers     int
 	managed                            bool
 	managedTokenFile                   string
+	mode, streamBitrate                string
 }
 
 func newPeerCmd(g *globalFlags) *cobra.Command {
@@ -57,7 +58,10 @@ func newPeerCmd(g *globalFlags) *cobra.Command {
 			"Caps and consent: --upload-limit caps upload to other peers, --max-uploads,\n" +
 			"--max-conns and --max-peers cap connections, --disk-budget bounds the chunks kept\n" +
 			"(least recently used versions are evicted, never a chunk being played or served),\n" +
-			"--upload off never uploads and --upload idle uploads only while the user is idle.",
+			"--upload off never uploads and --upload idle uploads only while the user is idle.\n\n" +
+			"--mode stream schedules for playback: the chunks just ahead of each player come in\n" +
+			"order, before their deadlines at --stream-bitrate; the edge sends the first chunks\n" +
+			"and any about to be late, peers the rest (see also `edgeswarm play`).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := g.logger()
@@ -95,6 +99,8 @@ func newPeerCmd(g *globalFlags) *cobra.Command {
 	f.IntVar(&pf.idleCPU, "idle-cpu", 50, "with --upload idle: idle only while the CPUs are busy less than this percent (Linux; 100 = no CPU check)")
 	f.DurationVar(&pf.statusEvery, "status-every", time.Minute, "log a status summary (uploads, caps, disk) this often, and at exit (0 = only at exit)")
 	f.BoolVar(&pf.managed, "managed", false, "run as a managed cache (an ISP's or customer's cache): register with the edge's managed-cache token, be handed out first in this network location, and fetch the edge's pre-positioning orders")
+	f.StringVar(&pf.mode, "mode", "download", "how downloads are scheduled: download (whole objects as fast as the swarm allows) or stream (players on --player-listen read in order: chunks due soon come first, the edge sends the start-up chunks and those about to miss their deadline)")
+	f.StringVar(&pf.streamBitrate, "stream-bitrate", "4Mbit", "with --mode stream: the streams' bitrate, from which chunk deadlines follow")
 	f.StringVar(&pf.managedTokenFile, "managed-token-file", "", "with --managed: file holding the edge's managed-cache token (default: $EDGESWARM_MANAGED_TOKEN)")
 	cmd.MarkFlagRequired("edge")
 	cmd.MarkFlagRequired("data-dir")
@@ -139,7 +145,17 @@ func peerConfig(pf peerFlags) (peer.Config, netem.Link, int64, error) {
 	if pf.statusEvery < 0 {
 		return cfg, netem.Link{}, 0, fmt.Errorf("--status-every %v: want 0 or more", pf.statusEvery)
 	}
+	dlMode, err := peer.ParseMode(pf.mode)
+	if err != nil {
+		return cfg, netem.Link{}, 0, fmt.Errorf("--mode: %w", err)
+	}
+	streamBps, err := streamRate(pf.streamBitrate)
+	if err != nil {
+		return cfg, netem.Link{}, 0, err
+	}
 	cfg = peer.Config{
+		Mode:           dlMode,
+		StreamRateBps:  streamBps,
 		UploadLimitBps: upBps,
 		MaxUploads:     pf.maxUploads,
 		MaxConns:       pf.maxConns,
@@ -149,6 +165,18 @@ func peerConfig(pf peerFlags) (peer.Config, netem.Link, int64, error) {
 		IdleCPUPercent: pf.idleCPU,
 	}
 	return cfg, link, budget, nil
+}
+
+// streamRate parses --stream-bitrate into bytes/s.
+func streamRate(v string) (int64, error) {
+	r, err := units.ParseRate(v)
+	if err != nil {
+		return 0, fmt.Errorf("--stream-bitrate: %w", err)
+	}
+	if r < 8000 || r > 100e9 {
+		return 0, fmt.Errorf("--stream-bitrate %s: want 8kbit to 100Gbit", v)
+	}
+	return int64(r / 8), nil
 }
 
 // peerLink parses --upload-limit and --download-limit: the upload cap in
@@ -257,6 +285,15 @@ func runPeer(ctx context.Context, pf peerFlags, log *slog.Logger) error {
 		defer psrv.Close()
 		log.Info("player endpoint", "url", "http://"+pln.Addr().String()+"/content/")
 	}
+	go func() {
+		// Register now, so that a player's first request does not wait for
+		// it; a failure here is retried by the first download.
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := a.Register(rctx); err != nil && ctx.Err() == nil {
+			log.Warn("could not register with the edge yet; the first download will retry", "err", err)
+		}
+	}()
 	for _, p := range pf.prefetch {
 		if _, err := a.Download(ctx, p); err != nil {
 			log.Error("prefetch", "object", p, "err", err)
@@ -270,7 +307,7 @@ func runPeer(ctx context.Context, pf peerFlags, log *slog.Logger) error {
 		}()
 	}
 	log.Info("peer serving", "addr", ln.Addr().String(), "advertise", adv, "edges", pf.edges, "peer_id", a.Identity(), "key_file", keyPath,
-		"managed", pf.managed, "upload", cfg.Upload, "upload_limit", units.Bytes(cfg.UploadLimitBps)+"/s", "disk_budget", units.Bytes(budget))
+		"managed", pf.managed, "mode", cfg.Mode, "upload", cfg.Upload, "upload_limit", units.Bytes(cfg.UploadLimitBps)+"/s", "disk_budget", units.Bytes(budget))
 	if pf.statusEvery > 0 {
 		stopStatus := make(chan struct{})
 		defer close(stopStatus)

@@ -140,6 +140,14 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		return nil, fmt.Errorf("peer: upload rate %d or limit %d bytes/s: want ≥ 0", cfg.UploadBps, cfg.UploadLimitBps)
 	}
 	cfg.Upload, _ = ParseUploadMode(string(cfg.Upload))
+	if cfg.Mode != "" {
+		if _, err := ParseMode(string(cfg.Mode)); err != nil {
+			return nil, fmt.Errorf("peer: %w", err)
+		}
+	}
+	if cfg.StreamRateBps < 0 {
+		return nil, fmt.Errorf("peer: stream rate %d bytes/s: want ≥ 0", cfg.StreamRateBps)
+	}
 	cfg = cfg.applyDefaults()
 	a := &Agent{
 		cfg:       cfg,
@@ -361,6 +369,15 @@ func (a *Agent) session(ctx context.Context) (session, core.KeyRing, error) {
 	a.keys, a.sess = keys, sess
 	a.mu.Unlock()
 	return *sess, keys, nil
+}
+
+// Register fetches the edge's keys (unless configured) and registers with
+// the edge now, instead of at the first download; a daemon calls it at
+// start so that a player's first request does not wait for it. It is
+// idempotent.
+func (a *Agent) Register(ctx context.Context) error {
+	_, _, err := a.session(ctx)
+	return err
 }
 
 // renewSession drops the registration peerID so the next session call

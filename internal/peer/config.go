@@ -2,6 +2,7 @@ package peer
 
 import (
 	"crypto/ed25519"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -111,6 +112,28 @@ type Config struct {
 	// StallTimeoutMs fails a download when no chunk verified for this long.
 	// 0 means 60000.
 	StallTimeoutMs int `yaml:"stall_timeout_ms"`
+	// Mode is how downloads are scheduled: ModeDownload (the whole object
+	// as fast as the swarm allows, the edge super-seeding) or ModeStream
+	// (players read it in order at StreamRateBps: the chunks ahead of each
+	// reader come in order with deadlines; the edge sends the start-up
+	// chunks, the chunks no peer holds and the chunks about to miss their
+	// deadline, and nothing past the window). "" means download.
+	Mode Mode `yaml:"mode"`
+	// StreamRateBps is the stream's playback rate in bytes/s (its bitrate
+	// / 8), from which stream mode derives deadlines. 0 means 500000 (4
+	// Mbit/s).
+	StreamRateBps int64 `yaml:"stream_rate_bps"`
+	// StreamWindowMs: in stream mode, the chunks due within this long are
+	// the reader's window, fetched in order. 0 means 10000.
+	StreamWindowMs int `yaml:"stream_window_ms"`
+	// StreamLeadMs: in stream mode, a chunk of the window due within this
+	// long that no peer will deliver in time is fetched from the edge
+	// (again, if a peer has it in flight). 0 means 2000.
+	StreamLeadMs int `yaml:"stream_lead_ms"`
+	// StreamStartMs: in stream mode, the chunks covering this much play
+	// time from where a reader starts or seeks come from the edge, so that
+	// start-up is not slower than from the edge alone. 0 means 2000.
+	StreamStartMs int `yaml:"stream_start_ms"`
 	// ManifestTTLMs is how long a manifest is reused before Download asks
 	// the edge again (a new version starts a new download; on an edge
 	// error the old version is served). 0 means 30000; negative means never.
@@ -149,10 +172,37 @@ func (c Config) applyDefaults() Config {
 	def(&c.RescueMs, 1000)
 	def(&c.EndgameCopies, 2)
 	def(&c.StallTimeoutMs, 60000)
+	if c.Mode == "" {
+		c.Mode = ModeDownload
+	}
+	if c.StreamRateBps <= 0 {
+		c.StreamRateBps = 500_000
+	}
+	def(&c.StreamWindowMs, 10000)
+	def(&c.StreamLeadMs, 2000)
+	def(&c.StreamStartMs, 2000)
 	if c.ManifestTTLMs == 0 {
 		c.ManifestTTLMs = 30000
 	}
 	return c
+}
+
+// Mode is how an agent schedules its downloads (Config.Mode).
+type Mode string
+
+// The modes.
+const (
+	ModeDownload Mode = "download"
+	ModeStream   Mode = "stream"
+)
+
+// ParseMode parses a mode name.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case ModeDownload, ModeStream:
+		return m, nil
+	}
+	return "", fmt.Errorf("mode %q: want download or stream", s)
 }
 
 func ms(v int) time.Duration { return time.Duration(v) * time.Millisecond }

@@ -44,15 +44,15 @@ type Download struct {
 	checkedAt time.Time // guarded by a.mu: when the manifest was last confirmed
 
 	mu            sync.Mutex
-	have          core.Bitfield      // guarded by mu: published by the loop, less what the store evicted
-	changed       chan struct{}      // guarded by mu: closed and replaced whenever have grows or the download ends
-	err           error              // guarded by mu: set once, before done closes
-	ended         bool               // guarded by mu
-	stats         Stats              // guarded by mu
-	readers       map[*reader]int    // guarded by mu: chunk each active reader needs next
-	pins          map[*reader]func() // guarded by mu: unpins each reader's window
-	unpinAll      func()             // guarded by mu: unpins the object pinned while downloading
-	seenEvictions int64              // guarded by mu: obj.Evictions() when have was last synced
+	have          core.Bitfield       // guarded by mu: published by the loop, less what the store evicted
+	changed       chan struct{}       // guarded by mu: closed and replaced whenever have grows or the download ends
+	err           error               // guarded by mu: set once, before done closes
+	ended         bool                // guarded by mu
+	stats         Stats               // guarded by mu
+	readers       map[*reader]readPos // guarded by mu: where each active reader is
+	pins          map[*reader]func()  // guarded by mu: unpins each reader's window
+	unpinAll      func()              // guarded by mu: unpins the object pinned while downloading
+	seenEvictions int64               // guarded by mu: obj.Evictions() when have was last synced
 	// received is the bytes from each peer source not yet reported to the
 	// edge (takeReceived, ackReceived). Guarded by mu.
 	received  map[string]int64
@@ -81,7 +81,7 @@ func newDownload(a *Agent, objectURL string, m *core.Manifest, obj chunkstore.Ob
 		done:        make(chan struct{}),
 		loopDone:    make(chan struct{}),
 		changed:     make(chan struct{}),
-		readers:     map[*reader]int{},
+		readers:     map[*reader]readPos{},
 		received:    map[string]int64{},
 		pins:        map[*reader]func(){},
 		have:        obj.Have(),
@@ -221,6 +221,9 @@ type Stats struct {
 	// demoted again after DemoteFor counts again).
 	Demoted   []string
 	Demotions int
+	// EdgeRescues counts edge requests, in stream mode, for chunks due
+	// soon that peers had in flight but would not deliver in time.
+	EdgeRescues int
 	// EdgeFailovers counts moves of the download's edge chunks to another
 	// edge (Config.Fallbacks) after the one serving them failed.
 	EdgeFailovers int
@@ -398,13 +401,42 @@ func (d *Download) unregisterReader(r *reader) {
 	}
 }
 
+// readPos is where an active reader is: the chunk it needs next, and for
+// stream mode the play clock the loop derives its chunks' deadlines from.
+type readPos struct {
+	chunk int
+	// start is the chunk the reader started (or last seeked) at: the
+	// start-up chunks after it come from the edge in stream mode.
+	start int
+	// anchor is when the stream's byte 0 would have played: chunk i is due
+	// at anchor + ChunkOffset(i)/StreamRateBps. It is set when the reader
+	// starts or seeks, and moved later whenever the reader waited past a
+	// chunk's deadline (the player stalled).
+	anchor time.Time
+}
+
+// due is when chunk i must be held for r's player not to stall, for a
+// stream of rate bytes/s.
+func (p readPos) due(m *core.Manifest, i int, rate int64) time.Time {
+	return p.anchor.Add(time.Duration(float64(m.ChunkOffset(i)) / float64(rate) * float64(time.Second)))
+}
+
 // waitChunk blocks until chunk i is held, telling the loop that r needs it
 // and pinning r's window (the ReaderWindow chunks from i on). It
 // returns errEvicted if d is complete but the store evicted chunk i.
 func (d *Download) waitChunk(ctx context.Context, r *reader, i int) error {
+	rate := d.a.cfg.StreamRateBps
 	d.mu.Lock()
-	if p, ok := d.readers[r]; ctx.Err() == nil && (!ok || p != i) {
-		d.readers[r] = i
+	p, ok := d.readers[r]
+	if ctx.Err() == nil && (!ok || p.chunk != i) {
+		now := d.a.now()
+		if !ok || i < p.chunk || i > p.chunk+1 {
+			// A start or a seek: a new play clock, and new start-up chunks.
+			p.start = i
+			p.anchor = now.Add(-time.Duration(float64(d.m.ChunkOffset(i)) / float64(rate) * float64(time.Second)))
+		}
+		p.chunk = i
+		d.readers[r] = p
 		unpin := d.obj.Pin(i, d.a.cfg.ReaderWindow) // the new window first, so no chunk in both goes unpinned
 		if old := d.pins[r]; old != nil {
 			old()
@@ -415,6 +447,7 @@ func (d *Download) waitChunk(ctx context.Context, r *reader, i int) error {
 		default:
 		}
 	}
+	waited := false
 	for {
 		d.syncHaveLocked()
 		if d.have.Has(i) {
@@ -435,18 +468,26 @@ func (d *Download) waitChunk(ctx context.Context, r *reader, i int) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		waited = true
 		d.mu.Lock()
+	}
+	if p, ok := d.readers[r]; ok && waited && p.chunk == i {
+		// Past the deadline, the player stalled until now: its clock moves on.
+		if now := d.a.now(); now.After(p.due(d.m, i, rate)) {
+			p.anchor = now.Add(-time.Duration(float64(d.m.ChunkOffset(i)) / float64(rate) * float64(time.Second)))
+			d.readers[r] = p
+		}
 	}
 	d.mu.Unlock()
 	return nil
 }
 
-// readerPositions returns the chunks active readers need next.
-func (d *Download) readerPositions(dst []int) []int {
+// readerPositions returns where the active readers are.
+func (d *Download) readerPositions(dst []readPos) []readPos {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, i := range d.readers {
-		dst = append(dst, i)
+	for _, p := range d.readers {
+		dst = append(dst, p)
 	}
 	return dst
 }

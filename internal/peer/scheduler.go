@@ -74,11 +74,22 @@ type loop struct {
 	failingOver  bool
 	nextFailover time.Time
 
+	// Stream mode (Config.Mode): edgeOK holds the chunks the edge may be
+	// asked for now (edgeList lists them, to clear), late the chunks of a
+	// reader's window due within StreamLeadMs and lateDue their deadlines;
+	// all recomputed by computeUrgent.
+	stream   bool
+	edgeOK   bitset
+	lateSet  bitset // the chunks of late
+	edgeList []int
+	late     []int
+	lateDue  []time.Time
+
 	// scratch
 	order  []*srcState
 	cands  []int
 	urgent []int
-	pos    []int
+	pos    []readPos
 }
 
 // srcState is the loop's view of one source.
@@ -161,6 +172,11 @@ func newLoop(d *Download) *loop {
 	}
 	l.nPending = l.nMissing
 	l.maxFlight = MaxFlights(l.cfg, l.cs)
+	if l.cfg.Mode == ModeStream {
+		l.stream = true
+		l.edgeOK = newBitset(n)
+		l.lateSet = newBitset(n)
+	}
 	l.edge = &srcState{src: d.a.edgeSrcs[d.edgeIdx], kind: KindEdge}
 	l.edges[d.edgeIdx] = l.edge
 	return l
@@ -212,7 +228,7 @@ func (l *loop) schedule(now time.Time) {
 	if l.finished || l.nMissing == 0 {
 		return
 	}
-	l.computeUrgent()
+	l.computeUrgent(now)
 	l.order = l.order[:0]
 	l.cachesUp = false
 	for _, s := range l.sources {
@@ -228,7 +244,13 @@ func (l *loop) schedule(now time.Time) {
 		return l.order[i].src.ID() < l.order[j].src.ID()
 	})
 	if l.usable(l.edge, now) {
-		l.order = append(l.order, l.edge)
+		if l.stream {
+			// The edge takes only what is due or held by no peer: first, so
+			// that start-up and late chunks are not left to slower peers.
+			l.order = slices.Insert(l.order, 0, l.edge)
+		} else {
+			l.order = append(l.order, l.edge)
+		}
 	}
 	for _, s := range l.order {
 		l.fill(s, now)
@@ -237,6 +259,9 @@ func (l *loop) schedule(now time.Time) {
 		l.endgame(now)
 	}
 	l.rescue(now)
+	if l.stream {
+		l.rescueLate(now)
+	}
 }
 
 func (l *loop) usable(s *srcState, now time.Time) bool {
@@ -258,7 +283,7 @@ func (l *loop) slots(s *srcState) int {
 	if s.remote {
 		return RemoteSlots
 	}
-	if s == l.edge && !l.handedOut && l.a.now().Sub(l.started) < handoutGrace {
+	if s == l.edge && !l.stream && !l.handedOut && l.a.now().Sub(l.started) < handoutGrace {
 		return 1
 	}
 	return Slots(l.cfg, l.cs, s.kind, s.rate, s.base, s.failures)
@@ -289,7 +314,20 @@ func (l *loop) fill(s *srcState, now time.Time) {
 				return
 			}
 		}
-		if s == l.edge && l.cachesUp {
+		if s == l.edge && l.stream {
+			// Streaming: start-up chunks, chunks due soon, and chunks of a
+			// window no peer holds.
+			l.cands = slices.DeleteFunc(l.cands, func(i int) bool { return !l.edgeOK.has(i) })
+			if len(l.cands) == 0 {
+				return
+			}
+		} else if l.stream && len(l.late) > 0 {
+			// Streaming: a chunk due within StreamLeadMs is the edge's.
+			l.cands = slices.DeleteFunc(l.cands, func(i int) bool { return l.lateSet.has(i) })
+			if len(l.cands) == 0 {
+				return
+			}
+		} else if s == l.edge && l.cachesUp {
 			// A managed cache of ours serves what it holds: the edge only the rest.
 			l.cands = slices.DeleteFunc(l.cands, func(i int) bool { return l.cacheAvail[i] > 0 })
 			if len(l.cands) == 0 {
@@ -321,7 +359,7 @@ func (l *loop) endgame(now time.Time) {
 			best, bestCopies, bestStart := -1, 0, time.Time{}
 			for j, fl := range l.flights {
 				if len(fl) >= l.cfg.EndgameCopies || (s.have != nil && !s.have.has(j)) || flightFrom(fl, s) || (s.remote && l.localAvail[j] > 0) ||
-					(s == l.edge && l.cachesUp && l.cacheAvail[j] > 0) {
+					(s == l.edge && !l.stream && l.cachesUp && l.cacheAvail[j] > 0) || (s == l.edge && l.stream && !l.edgeOK.has(j)) {
 					continue
 				}
 				start := fl[0].start
@@ -344,7 +382,7 @@ func (l *loop) rescue(now time.Time) {
 		return
 	}
 	for _, p := range l.pos {
-		j := p
+		j := p.chunk
 		for j < l.n && l.held.has(j) {
 			j++
 		}
@@ -368,17 +406,117 @@ func flightFrom(fl []*flight, s *srcState) bool {
 	return false
 }
 
-// computeUrgent lists the missing chunks in each reader's window.
-func (l *loop) computeUrgent() {
+// computeUrgent lists the missing chunks in each reader's window: the
+// ReaderWindow chunks from its position, or in stream mode the chunks due
+// within StreamWindowMs (at least the one it needs). In stream mode it also
+// marks the chunks the edge may be asked for: the start-up chunks after
+// where the reader started, the chunks due within StreamLeadMs (late), and
+// the window's chunks no peer holds (for a crowd that plays in step, only
+// this peer's share of them, every stripes-th chunk: the others come from
+// the peers that fetch them, or from the edge once they are late).
+func (l *loop) computeUrgent(now time.Time) {
 	l.pos = l.d.readerPositions(l.pos[:0])
 	l.urgent = l.urgent[:0]
+	if !l.stream {
+		for _, p := range l.pos {
+			for i := p.chunk; i < l.n && i < p.chunk+l.cfg.ReaderWindow; i++ {
+				if !l.held.has(i) {
+					l.urgent = append(l.urgent, i)
+				}
+			}
+		}
+		return
+	}
+	for _, i := range l.edgeList {
+		l.edgeOK.clear(i)
+	}
+	for _, i := range l.late {
+		l.lateSet.clear(i)
+	}
+	l.edgeList, l.late, l.lateDue = l.edgeList[:0], l.late[:0], l.lateDue[:0]
+	rate := l.cfg.StreamRateBps
+	window, lead := ms(l.cfg.StreamWindowMs), ms(l.cfg.StreamLeadMs)
 	for _, p := range l.pos {
-		for i := p; i < l.n && i < p+l.cfg.ReaderWindow; i++ {
-			if !l.held.has(i) {
-				l.urgent = append(l.urgent, i)
+		if !l.held.has(p.chunk) {
+			if behind := now.Sub(p.due(l.m, p.chunk, rate)); behind > 0 {
+				p.anchor = p.anchor.Add(behind) // the player is stalled on it
+			}
+		}
+		startEnd := int((l.m.ChunkOffset(p.start) + rate*int64(l.cfg.StreamStartMs)/1000) / int64(l.cs))
+		for i := p.chunk; i < l.n; i++ {
+			due := p.due(l.m, i, rate)
+			slack := due.Sub(now)
+			if slack > window && i > p.chunk {
+				break
+			}
+			if l.held.has(i) {
+				continue
+			}
+			l.urgent = append(l.urgent, i)
+			mine := l.stripes <= 1 || i%l.stripes == l.stripe
+			if i <= startEnd || slack < lead || (l.avail[i] == 0 && mine) {
+				if !l.edgeOK.has(i) {
+					l.edgeOK.set(i)
+					l.edgeList = append(l.edgeList, i)
+				}
+			}
+			if slack < lead && !l.lateSet.has(i) {
+				l.lateSet.set(i)
+				l.late = append(l.late, i)
+				l.lateDue = append(l.lateDue, due)
 			}
 		}
 	}
+}
+
+// rescueLate asks the edge, in stream mode, for the late chunks (due within
+// StreamLeadMs) that only peers have in flight and that none of them will
+// deliver in time at the rate it is sending.
+func (l *loop) rescueLate(now time.Time) {
+	if len(l.late) == 0 || !l.usable(l.edge, now) {
+		return
+	}
+	for k, j := range l.late {
+		if l.edge.inflight >= l.slots(l.edge)+2 {
+			return
+		}
+		fl := l.flights[j]
+		if len(fl) == 0 || flightFrom(fl, l.edge) || l.onTime(fl, l.lateDue[k], now) {
+			continue
+		}
+		l.st.EdgeRescues++
+		l.launch(l.edge, j, now)
+	}
+}
+
+// onTime reports whether one of the flights fl should complete before due:
+// its remaining bytes at its source's rate shared among that source's
+// requests. A flight from a source not yet measured counts as on time
+// while the edge could still deliver the chunk in time after it (twice
+// edgeNeed before due): the last moment to ask the edge instead. Both
+// keep a tick of margin: the loop may look again only a tick later.
+func (l *loop) onTime(fl []*flight, due time.Time, now time.Time) bool {
+	for _, f := range fl {
+		rem := float64(int64(l.m.ChunkLen(f.chunk)) - f.got.Load())
+		if r := f.src.rate / float64(max(1, f.src.inflight)); r > 0 {
+			if now.Add(time.Duration(rem/r*float64(time.Second)) + tickEvery).Before(due) {
+				return true
+			}
+		} else if now.Add(2*l.edgeNeed(f.chunk) + tickEvery).Before(due) {
+			return true
+		}
+	}
+	return false
+}
+
+// edgeNeed is how long the edge takes to deliver chunk i by its measured
+// latency and rate (200 ms while unmeasured).
+func (l *loop) edgeNeed(i int) time.Duration {
+	e := l.edge
+	if e.rate <= 0 {
+		return 200 * time.Millisecond
+	}
+	return e.base + time.Duration(float64(l.m.ChunkLen(i))/e.rate*float64(max(1, e.inflight))*float64(time.Second))
 }
 
 func (l *loop) launch(s *srcState, i int, now time.Time) {
@@ -850,6 +988,11 @@ func (l *loop) onTick(now time.Time) {
 			}
 		}
 	}
+	if l.stream && len(l.urgent) == 0 && l.nFlights == 0 {
+		// No player needs a chunk soon: a stream waits (the edge is asked
+		// for nothing past a reader's window), it has not stalled.
+		l.lastProgress = now
+	}
 	if stall := ms(l.cfg.StallTimeoutMs); now.Sub(l.lastProgress) > stall {
 		l.fail(fmt.Errorf("download %s: no chunk verified for %v (last error: %v)", l.m.URL, stall, l.lastErr))
 		return
@@ -892,6 +1035,7 @@ func (l *loop) publishStats() {
 	st.Demoted = slices.Clone(l.st.Demoted)
 	st.Demotions, st.EdgeFailovers, st.PartialBytes = l.st.Demotions, l.st.EdgeFailovers, l.st.PartialBytes
 	st.Requests, st.Timeouts, st.Failures, st.Busy = l.st.Requests, l.st.Timeouts, l.st.Failures, l.st.Busy
+	st.EdgeRescues = l.st.EdgeRescues
 	st.Sources = src
 	for id, n := range l.recv {
 		d.received[id] += n

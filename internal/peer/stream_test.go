@@ -1,0 +1,185 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgeswarm/edgeswarm/internal/playback"
+	"github.com/edgeswarm/edgeswarm/internal/wire"
+)
+
+// streamCfg is stream mode at 1 MB/s with short windows, for tests.
+func streamCfg(c *Config) {
+	c.Mode = ModeStream
+	c.StreamRateBps = 1_000_000
+	c.StreamWindowMs = 1000
+	c.StreamLeadMs = 400
+	c.StreamStartMs = 300
+}
+
+// playOn plays d's object through a reader at the stream's rate and checks
+// that the bytes read are the object's.
+func playOn(t *testing.T, ctx context.Context, sp *swarmPeer, url string, want []byte, cfg playback.Config) (playback.Result, *Download) {
+	t.Helper()
+	h := sha256.New()
+	var d *Download
+	res, err := playback.Play(ctx, func(ctx context.Context) (io.ReadCloser, error) {
+		var err error
+		if d, err = sp.a.Download(ctx, url); err != nil {
+			return nil, err
+		}
+		return io.NopCloser(io.TeeReader(d.NewReader(ctx), h)), nil
+	}, cfg)
+	if err != nil {
+		t.Fatalf("%s: play: %v", sp.name, err)
+	}
+	if cfg.Duration == 0 && !bytes.Equal(h.Sum(nil), sha(want)) {
+		t.Fatalf("%s: the bytes played are not the object's", sp.name)
+	}
+	return res, d
+}
+
+func sha(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
+
+// A lone viewer gets the stream from the edge, in time, and nothing past
+// its window: a viewer who stops after a second has cost the edge about a
+// second of stream plus the window, not the object. A stream with no
+// reader waits; it does not fail for lack of progress.
+func TestStreamEdgeOnlyWithinWindow(t *testing.T) {
+	t.Cleanup(func() { checkNoLeaks(t) })
+	e := newFakeEdge(t, 200e6)
+	o := e.addObject("/live.ts", testData(8<<20, 21), 64<<10)
+	sp := newSwarmPeer(t, e, peerOpts{name: "viewer", cfg: func(c *Config) { streamCfg(c); c.StallTimeoutMs = 800 }})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	res, d := playOn(t, ctx, sp, "/live.ts", o.data, playback.Config{RateBps: 1_000_000, StartBuffer: 100 * time.Millisecond,
+		MaxBuffer: 300 * time.Millisecond, Duration: time.Second})
+	elapsed := time.Since(start)
+	if res.Stalls != 0 || !res.Complete {
+		t.Fatalf("playback %+v", res)
+	}
+	time.Sleep(1200 * time.Millisecond) // longer than the stall timeout
+	st := d.Stats()
+	// Played or read ahead by the end, plus the window, plus what was in
+	// flight (a few chunks).
+	limit := int64((elapsed+time.Second).Seconds()*1_000_000) + 8*64<<10
+	if got := st.Bytes[KindEdge]; got > limit || got < res.Bytes {
+		t.Fatalf("edge sent %d bytes for %.2f s of playing (%d bytes read), want %d..%d", got, elapsed.Seconds(), res.Bytes, res.Bytes, limit)
+	}
+	if d.failed() || st.Complete {
+		t.Fatalf("stream without a reader: failed %v complete %v, want neither", d.failed(), st.Complete)
+	}
+}
+
+// Viewers joining one after another: each later viewer takes its start-up
+// chunks from the edge and the rest from the viewers ahead of it, and no
+// one stalls.
+func TestStreamStaggeredViewers(t *testing.T) {
+	t.Cleanup(func() { checkNoLeaks(t) })
+	e := newFakeEdge(t, 40e6)
+	o := e.addObject("/live.ts", testData(4<<20, 22), 64<<10)
+	const viewers = 4
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	results := make([]playback.Result, viewers)
+	stats := make([]Stats, viewers)
+	for k := 0; k < viewers; k++ {
+		sp := newSwarmPeer(t, e, peerOpts{name: "v" + string(rune('0'+k)), upBits: 40e6, downBits: 40e6, seed: uint64(k), cfg: streamCfg})
+		if err := sp.a.Register(ctx); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(k) * 700 * time.Millisecond)
+			var d *Download
+			results[k], d = playOn(t, ctx, sp, "/live.ts", o.data, playback.Config{RateBps: 1_000_000, StartBuffer: 200 * time.Millisecond, MaxBuffer: 2 * time.Second})
+			stats[k] = d.Stats()
+		}()
+	}
+	wg.Wait()
+	var edge, peers int64
+	for k, r := range results {
+		t.Logf("viewer %d: ttfb %.3f s, start-up %.3f s, %d stalls (%.3f s), edge %d, peers %d, rescues %d", k, r.TTFB, r.Startup,
+			r.Stalls, r.StallTime, stats[k].Bytes[KindEdge], stats[k].Bytes[KindPeer], stats[k].EdgeRescues)
+		if r.RebufferRatio > 0.02 {
+			t.Errorf("viewer %d: rebuffer ratio %.3f", k, r.RebufferRatio)
+		}
+		if k > 0 {
+			edge += stats[k].Bytes[KindEdge]
+			peers += stats[k].Bytes[KindPeer]
+		}
+	}
+	if off := float64(peers) / float64(edge+peers); off < 0.6 {
+		t.Fatalf("later viewers' offload %.3f, want ≥ 0.6", off)
+	}
+}
+
+// With a peer holding the whole stream, a viewer still takes its start-up
+// chunks from the edge (start-up no slower than from the edge alone), and
+// the rest from the peer.
+func TestStreamStartupFromEdge(t *testing.T) {
+	t.Cleanup(func() { checkNoLeaks(t) })
+	e := newFakeEdge(t, 100e6)
+	o := e.addObject("/live.ts", testData(2<<20, 23), 64<<10)
+	// The seeder's link is slower than the edge's: a peer faster than the
+	// edge may win start-up chunks in endgame, as it should.
+	seeder := newSwarmPeer(t, e, peerOpts{name: "seeder", upBits: 16e6, store: seedStore(t, o)})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := seeder.a.Download(ctx, "/live.ts"); err != nil {
+		t.Fatal(err)
+	}
+	viewer := newSwarmPeer(t, e, peerOpts{name: "viewer", cfg: streamCfg})
+	if err := viewer.a.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond) // the seeder has announced
+	res, d := playOn(t, ctx, viewer, "/live.ts", o.data, playback.Config{RateBps: 1_000_000, StartBuffer: 100 * time.Millisecond, MaxBuffer: time.Second})
+	st := d.Stats()
+	t.Logf("start-up %.3f s, edge %d, peers %d", res.Startup, st.UsefulBytes[KindEdge], st.UsefulBytes[KindPeer])
+	startBytes := int64(300_000)
+	// The start-up chunks, and a few late ones at most.
+	if got := st.UsefulBytes[KindEdge]; got < startBytes-64<<10 || got > int64(len(o.data))/2 {
+		t.Fatalf("edge sent %d useful bytes, want the start-up chunks (%d..%d)", got, startBytes-64<<10, len(o.data)/2)
+	}
+	if st.UsefulBytes[KindPeer] == 0 || res.Stalls != 0 {
+		t.Fatalf("peer bytes %d, stalls %d", st.UsefulBytes[KindPeer], res.Stalls)
+	}
+}
+
+// A peer that advertises every chunk and sends none: the chunks it holds
+// up come from the edge before they are due (EdgeRescues), not after a
+// request timeout.
+func TestStreamLateChunksFromEdge(t *testing.T) {
+	t.Cleanup(func() { checkNoLeaks(t) })
+	e := newFakeEdge(t, 100e6)
+	o := e.addObject("/live.ts", testData(2<<20, 24), 64<<10)
+	fp := newFakePeer(t, o, func(w http.ResponseWriter, c []byte) { time.Sleep(4 * time.Second) })
+	e.mu.Lock()
+	e.extra = []wire.PeerInfo{fp.info("liar", o.m.NumChunks())}
+	e.mu.Unlock()
+	viewer := newSwarmPeer(t, e, peerOpts{name: "viewer", cfg: streamCfg})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := viewer.a.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, d := playOn(t, ctx, viewer, "/live.ts", o.data, playback.Config{RateBps: 1_000_000, StartBuffer: 100 * time.Millisecond, MaxBuffer: time.Second})
+	st := d.Stats()
+	t.Logf("%d stalls (%.3f s), rescues %d, timeouts %d", res.Stalls, res.StallTime, st.EdgeRescues, st.Timeouts)
+	if st.EdgeRescues == 0 {
+		t.Fatal("no late chunk was taken from the edge")
+	}
+	if res.StallTime > 0.3 {
+		t.Fatalf("stalled %.3f s: late chunks waited for the request timeout", res.StallTime)
+	}
+}
