@@ -149,9 +149,11 @@ func peerConfig(pf peerFlags) (peer.Config, netem.Link, int64, error) {
 	if err != nil {
 		return cfg, netem.Link{}, 0, fmt.Errorf("--mode: %w", err)
 	}
-	streamBps, err := streamRate(pf.streamBitrate)
-	if err != nil {
-		return cfg, netem.Link{}, 0, err
+	var streamBps int64
+	if pf.streamBitrate != "" {
+		if streamBps, err = streamRate(pf.streamBitrate); err != nil {
+			return cfg, netem.Link{}, 0, err
+		}
 	}
 	cfg = peer.Config{
 		Mode:           dlMode,

@@ -196,9 +196,11 @@ const (
 	ModeStream   Mode = "stream"
 )
 
-// ParseMode parses a mode name.
+// ParseMode parses a mode name; "" is download.
 func ParseMode(s string) (Mode, error) {
 	switch m := Mode(s); m {
+	case "":
+		return ModeDownload, nil
 	case ModeDownload, ModeStream:
 		return m, nil
 	}
