@@ -19,6 +19,7 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 		cfg       demo.Config
 		cf        crowdFlags
 		managedUp string
+		stream    string
 		asJSON    bool
 	)
 	cmd := &cobra.Command{
@@ -32,6 +33,10 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 			"With --churn F, a fraction F of the peers is killed abruptly during the crowd (their\n" +
 			"connections reset and ports closed, no goodbye to the edge; they do not come back)\n" +
 			"and the figures are the survivors'.\n" +
+			"With --stream BITRATE the peers are viewers of a stream instead: they press play one\n" +
+			"after another (--stream-join-every), their agents in stream mode, and the demo reports\n" +
+			"time to first byte, start-up and the rebuffer ratio, beside a plain HTTP player's time\n" +
+			"to first byte on the idle edge.\n" +
 			"Rates are in Mbit/s unless a unit is given (e.g. 500kbit, 1Gbit).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -42,6 +47,11 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 			cfg.Size, cfg.EdgeUp, cfg.PeerUp, cfg.PeerDown, cfg.ChunkSize = c.size, c.edgeUp, c.peerUp, c.peerDown, c.chunk
 			if cfg.ManagedUp, err = units.ParseRate(managedUp); err != nil || cfg.ManagedUp == 0 {
 				return fmt.Errorf("--managed-up %q: want a finite rate such as 200 (Mbit/s) or 1Gbit", managedUp)
+			}
+			if stream != "" && stream != "0" {
+				if cfg.Stream, err = units.ParseRate(stream); err != nil {
+					return fmt.Errorf("--stream: %w", err)
+				}
 			}
 			if !cmd.Flags().Changed("log-level") {
 				g.logLevel = "warn" // the progress line and summary are the demo's output
@@ -86,6 +96,8 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 	f.BoolVar(&cfg.MemoryStore, "memory-store", false, "keep peer chunks in memory instead of on disk")
 	f.Float64Var(&cfg.Churn, "churn", 0, "fraction of the peers (0 to below 1) killed at seeded random moments between 5% and 80% of the fluid bound")
 	f.DurationVar(&cfg.ChurnEvery, "churn-every", 0, "with --churn: instead, kill that fraction of the living peers every this long (e.g. --churn 0.5 --churn-every 10s)")
+	f.StringVar(&stream, "stream", "", "make the peers viewers of a stream of this bitrate, e.g. 4Mbit, joining one after another")
+	f.DurationVar(&cfg.StreamJoinEvery, "stream-join-every", time.Second, "with --stream: time between two viewers pressing play")
 	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up after this long")
 	f.BoolVar(&asJSON, "json", false, "print exactly one JSON object with the results")
 	return cmd
@@ -158,4 +170,9 @@ churn        %d peer(s) killed (%d of them seeding), %d survivor(s); sources dem
 		r.CorruptChunksDetected, r.PeersBanned, r.BadChunksStored, r.BadChunksServedHonest,
 		r.PIDs, r.CrossPID, units.Bytes(r.CrossPIDBytes), 100*r.SamePIDShare,
 		r.Churned, r.ChurnedSeeders, r.Survivors, r.SourcesDemoted)
+	if r.TTFB != nil {
+		fmt.Printf("stream       %.1f Mbit/s, a viewer every %.1fs: ttfb median %.3fs p95 %.3fs (edge-only %.3fs, ratio %.2f), start-up median %.3fs (edge-only %.3fs); rebuffer ratio %.4f (%d stalls); %d late chunks from the edge\n",
+			r.StreamMbit, r.StreamJoinS, r.TTFB.Median, r.TTFB.P95, r.EdgeOnlyTTFB, r.TTFBRatio, r.Startup.Median, r.EdgeOnlyStartup,
+			r.RebufferRatio, r.Stalls, r.EdgeRescues)
+	}
 }

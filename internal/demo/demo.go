@@ -35,6 +35,7 @@ import (
 	"github.com/edgeswarm/edgeswarm/internal/netmap"
 	"github.com/edgeswarm/edgeswarm/internal/origin"
 	"github.com/edgeswarm/edgeswarm/internal/peer"
+	"github.com/edgeswarm/edgeswarm/internal/playback"
 )
 
 // Config describes one demo run. Rates are in bit/s.
@@ -77,6 +78,14 @@ type Config struct {
 	// alive (drawn at random, downloading or seeding, never the last one)
 	// until every survivor has the file.
 	ChurnEvery time.Duration
+	// Stream > 0 makes the peers viewers of a stream of this bitrate
+	// (bit/s): each plays the object through its agent in stream mode
+	// (peer.ModeStream) with a player emulator (playback), joining
+	// StreamJoinEvery after the previous one (0 means 1 s); the result
+	// reports time to first byte, start-up and rebuffering, and a
+	// CDN-only player's time to first byte on the idle edge.
+	Stream          float64
+	StreamJoinEvery time.Duration
 	// Timeout bounds the whole run; 0 means 10 minutes.
 	Timeout time.Duration
 	// Progress, if set, is called about twice a second while peers download.
@@ -111,6 +120,9 @@ func (c Config) applyDefaults() Config {
 	if c.Timeout == 0 {
 		c.Timeout = 10 * time.Minute
 	}
+	if c.StreamJoinEvery == 0 {
+		c.StreamJoinEvery = time.Second
+	}
 	return c
 }
 
@@ -142,6 +154,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("churn-every %v: must not be negative", c.ChurnEvery)
 	case c.ChurnEvery > 0 && c.Churn == 0:
 		return errors.New("churn-every needs a churn fraction above 0")
+	case !(c.Stream == 0 || c.Stream >= 8000 && c.Stream <= 100e9):
+		return fmt.Errorf("stream bitrate %v bit/s: want 8 kbit/s to 100 Gbit/s", c.Stream)
+	case c.StreamJoinEvery < 0:
+		return fmt.Errorf("stream join interval %v: must not be negative", c.StreamJoinEvery)
 	}
 	return nil
 }
@@ -216,7 +232,30 @@ type Result struct {
 	// EdgeUsage is the edges' own account of the delivery (their GET /usage
 	// totals): bytes they sent, and the peer bytes peers reported to them.
 	EdgeUsage edge.UsageTotals `json:"edge_usage"`
-	WallS     float64          `json:"wall_s"`
+	// Streaming (Config.Stream): the bitrate, the viewers' join interval,
+	// their time to first byte and start-up (from pressing play, the
+	// agent already registered), and rebuffering: the stall time of all
+	// viewers over their play plus stall time. EdgeOnlyTTFB is a plain
+	// HTTP player's time to first byte from the idle edge, over the same
+	// emulated link; TTFBRatio is the viewers' median over it.
+	StreamMbit      float64    `json:"stream_mbit,omitempty"`
+	StreamJoinS     float64    `json:"stream_join_every_s,omitempty"`
+	TTFB            *Quantiles `json:"ttfb_s,omitempty"`
+	Startup         *Quantiles `json:"startup_s,omitempty"`
+	RebufferRatio   float64    `json:"rebuffer_ratio"`
+	Stalls          int        `json:"stalls"`
+	EdgeRescues     int        `json:"edge_rescues"`
+	EdgeOnlyTTFB    float64    `json:"edge_only_ttfb_s,omitempty"`
+	EdgeOnlyStartup float64    `json:"edge_only_startup_s,omitempty"`
+	TTFBRatio       float64    `json:"ttfb_ratio_to_edge_only,omitempty"`
+	WallS           float64    `json:"wall_s"`
+}
+
+// Quantiles summarises a distribution of seconds by its median and 95th
+// percentile.
+type Quantiles struct {
+	Median float64 `json:"median"`
+	P95    float64 `json:"p95"`
 }
 
 type node struct {
@@ -232,6 +271,8 @@ type node struct {
 	dl      atomic.Pointer[peer.Download]
 	err     error // written by the node's goroutine; read after it ends
 	killed  bool  // owned by Run's goroutine
+	play    playback.Result // stream mode: what the node's player measured
+	joined  time.Time       // stream mode: when it pressed play
 }
 
 // Run builds the network, runs the flash crowd and tears everything down.
@@ -344,13 +385,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (res Result, err err
 		if err != nil {
 			return res, err
 		}
-		a, err := peer.New(peer.Config{
+		pcfg := peer.Config{
 			Edge:      edgeURLs[i%cfg.Edges],
 			Advertise: ln.Addr().String(),
 			Name:      fmt.Sprintf("peer-%d", i),
 			Keys:      ring,
 			UploadBps: int64(cfg.PeerUp / 8),
-		}, peer.Deps{
+		}
+		if cfg.Stream > 0 {
+			pcfg.Mode, pcfg.StreamRateBps = peer.ModeStream, int64(cfg.Stream/8)
+		}
+		a, err := peer.New(pcfg, peer.Deps{
 			Store:  n.audit,
 			HTTP:   hc,
 			Logger: log.With("role", "peer", "node", i),
@@ -375,13 +420,27 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (res Result, err err
 		nodes[i] = n
 	}
 
-	// The flash crowd: every peer asks at once.
+	if cfg.Stream > 0 {
+		// Viewers' agents are daemons, registered before anyone presses play.
+		for _, n := range nodes {
+			if err := n.agent.Register(ctx); err != nil {
+				return res, fmt.Errorf("peer %d: %w", n.id, err)
+			}
+		}
+	}
+
+	// The flash crowd: every peer asks at once (or, streaming, viewers
+	// join one after another).
 	start := time.Now()
 	var wg sync.WaitGroup
 	for _, n := range nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if cfg.Stream > 0 {
+				n.err = watch(n, start.Add(time.Duration(n.id)*cfg.StreamJoinEvery), objectURL, cfg)
+				return
+			}
 			dl, err := n.agent.Download(n.ctx, objectURL)
 			if err == nil {
 				n.dl.Store(dl)
@@ -477,7 +536,12 @@ wait:
 		for _, id := range st.Banned {
 			banned[id] = true
 		}
-		times = append(times, st.Finished.Sub(start).Seconds())
+		if cfg.Stream > 0 {
+			times = append(times, st.Finished.Sub(n.joined).Seconds())
+			res.EdgeRescues += st.EdgeRescues
+		} else {
+			times = append(times, st.Finished.Sub(start).Seconds())
+		}
 	}
 	for _, n := range nodes {
 		if banned[n.agent.PeerID()] {
@@ -507,6 +571,13 @@ wait:
 	res.OffloadLimit = fluid.OffloadLimit(cfg.Peers, cfg.Size, edgeTier, res.FluidBound)
 	if res.FluidBound > 0 {
 		res.RatioToBound = res.Completion.Max / res.FluidBound
+	}
+	if cfg.Stream > 0 {
+		// Viewers play at the stream's rate: the flash-crowd bound does not apply.
+		res.FluidBound, res.RatioToBound, res.OffloadLimit = 0, 0, 0
+		if err := streamFigures(ctx, &res, cfg, alive, edgeURLs[0]+objectURL); err != nil {
+			return res, err
+		}
 	}
 	// Peers report the last bytes they received when they leave; then the
 	// edges' usage is complete.
