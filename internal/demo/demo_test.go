@@ -17,6 +17,8 @@ func TestConfigValidation(t *testing.T) {
 		"negative churn":     {Churn: -0.1},
 		"churn every alone":  {ChurnEvery: time.Second},
 		"negative every":     {Churn: 0.5, ChurnEvery: -time.Second},
+		"stream too slow":    {Stream: 10},
+		"negative join":      {Stream: 4e6, StreamJoinEvery: -time.Second},
 	} {
 		if err := c.applyDefaults().validate(); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -132,5 +134,33 @@ func TestChurnLateRound(t *testing.T) {
 	}
 	if p.next() != 4*time.Second {
 		t.Fatalf("next round at %v, want 4s", p.next())
+	}
+}
+
+// TestDemoStream: viewers joining one after another play the whole stream
+// without stalling, the later ones mostly from the earlier ones, and the
+// bytes played are the origin's.
+func TestDemoStream(t *testing.T) {
+	if testing.Short() {
+		t.Skip("plays a stream in real time")
+	}
+	res, err := Run(t.Context(), Config{Peers: 4, Size: 6 << 20, ChunkSize: 64 << 10, EdgeUp: 40e6, PeerUp: 40e6,
+		Stream: 8e6, StreamJoinEvery: 500 * time.Millisecond, MemoryStore: true, Timeout: time.Minute}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ttfb %+v start-up %+v rebuffer %.4f stalls %d offload %.3f edge-only ttfb %.4f", *res.TTFB, *res.Startup,
+		res.RebufferRatio, res.Stalls, res.Offload, res.EdgeOnlyTTFB)
+	if !res.SHA256Match || res.Survivors != 4 {
+		t.Fatalf("sha256 match %v, survivors %d", res.SHA256Match, res.Survivors)
+	}
+	if res.RebufferRatio > 0.02 {
+		t.Errorf("rebuffer ratio %.4f", res.RebufferRatio)
+	}
+	if res.Offload < 0.4 {
+		t.Errorf("offload %.3f: later viewers should take most of the stream from earlier ones", res.Offload)
+	}
+	if res.TTFB.Median <= 0 || res.EdgeOnlyTTFB <= 0 || res.StreamMbit != 8 {
+		t.Errorf("stream figures missing: %+v", res)
 	}
 }

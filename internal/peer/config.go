@@ -132,7 +132,7 @@ type Config struct {
 	StreamLeadMs int `yaml:"stream_lead_ms"`
 	// StreamStartMs: in stream mode, the chunks covering this much play
 	// time from where a reader starts or seeks come from the edge, so that
-	// start-up is not slower than from the edge alone. 0 means 2000.
+	// start-up is not slower than from the edge alone. 0 means 1000.
 	StreamStartMs int `yaml:"stream_start_ms"`
 	// ManifestTTLMs is how long a manifest is reused before Download asks
 	// the edge again (a new version starts a new download; on an edge
@@ -180,7 +180,7 @@ func (c Config) applyDefaults() Config {
 	}
 	def(&c.StreamWindowMs, 10000)
 	def(&c.StreamLeadMs, 2000)
-	def(&c.StreamStartMs, 2000)
+	def(&c.StreamStartMs, 1000)
 	if c.ManifestTTLMs == 0 {
 		c.ManifestTTLMs = 30000
 	}
