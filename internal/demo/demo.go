@@ -269,8 +269,8 @@ type node struct {
 	ctx     context.Context
 	cancel  context.CancelFunc // ends the node's wait when it is killed
 	dl      atomic.Pointer[peer.Download]
-	err     error // written by the node's goroutine; read after it ends
-	killed  bool  // owned by Run's goroutine
+	err     error           // written by the node's goroutine; read after it ends
+	killed  bool            // owned by Run's goroutine
 	play    playback.Result // stream mode: what the node's player measured
 	joined  time.Time       // stream mode: when it pressed play
 }
