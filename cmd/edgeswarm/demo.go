@@ -97,6 +97,7 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 	f.Float64Var(&cfg.Churn, "churn", 0, "fraction of the peers (0 to below 1) killed at seeded random moments between 5% and 80% of the fluid bound")
 	f.DurationVar(&cfg.ChurnEvery, "churn-every", 0, "with --churn: instead, kill that fraction of the living peers every this long (e.g. --churn 0.5 --churn-every 10s)")
 	f.StringVar(&stream, "stream", "", "make the peers viewers of a stream of this bitrate, e.g. 4Mbit, joining one after another")
+	f.StringVar(&cfg.FastStart, "fast-start", "auto", "with --stream: hand players the edge's bytes of the first chunks before each chunk is verified: on, off, or auto (off here: the demo's edges speak plain HTTP)")
 	f.DurationVar(&cfg.StreamJoinEvery, "stream-join-every", time.Second, "with --stream: time between two viewers pressing play")
 	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up after this long")
 	f.BoolVar(&asJSON, "json", false, "print exactly one JSON object with the results")

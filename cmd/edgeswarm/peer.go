@@ -38,7 +38,7 @@ type peerFlags struct {
 	maxUploads, maxConns, maxPeers     int
 	managed                            bool
 	managedTokenFile                   string
-	mode, streamBitrate                string
+	mode, streamBitrate, fastStart     string
 }
 
 func newPeerCmd(g *globalFlags) *cobra.Command {
@@ -100,6 +100,7 @@ func newPeerCmd(g *globalFlags) *cobra.Command {
 	f.DurationVar(&pf.statusEvery, "status-every", time.Minute, "log a status summary (uploads, caps, disk) this often, and at exit (0 = only at exit)")
 	f.BoolVar(&pf.managed, "managed", false, "run as a managed cache (an ISP's or customer's cache): register with the edge's managed-cache token, be handed out first in this network location, and fetch the edge's pre-positioning orders")
 	f.StringVar(&pf.mode, "mode", "download", "how downloads are scheduled: download (whole objects as fast as the swarm allows) or stream (players on --player-listen read in order: chunks due soon come first, the edge sends the start-up chunks and those about to miss their deadline)")
+	f.StringVar(&pf.fastStart, "fast-start", "auto", "with --mode stream: hand players the edge's bytes of the first chunks as they arrive, before each chunk is verified (verified when whole; a player that got wrong bytes gets an error): on, off, or auto (on when the edge URL is https)")
 	f.StringVar(&pf.streamBitrate, "stream-bitrate", "4Mbit", "with --mode stream: the streams' bitrate, from which chunk deadlines follow")
 	f.StringVar(&pf.managedTokenFile, "managed-token-file", "", "with --managed: file holding the edge's managed-cache token (default: $EDGESWARM_MANAGED_TOKEN)")
 	cmd.MarkFlagRequired("edge")
@@ -145,6 +146,11 @@ func peerConfig(pf peerFlags) (peer.Config, netem.Link, int64, error) {
 	if pf.statusEvery < 0 {
 		return cfg, netem.Link{}, 0, fmt.Errorf("--status-every %v: want 0 or more", pf.statusEvery)
 	}
+	switch pf.fastStart {
+	case "", peer.FastStartAuto, peer.FastStartOn, peer.FastStartOff:
+	default:
+		return cfg, netem.Link{}, 0, fmt.Errorf("--fast-start %q: want auto, on or off", pf.fastStart)
+	}
 	dlMode, err := peer.ParseMode(pf.mode)
 	if err != nil {
 		return cfg, netem.Link{}, 0, fmt.Errorf("--mode: %w", err)
@@ -157,6 +163,7 @@ func peerConfig(pf peerFlags) (peer.Config, netem.Link, int64, error) {
 	}
 	cfg = peer.Config{
 		Mode:           dlMode,
+		FastStart:      pf.fastStart,
 		StreamRateBps:  streamBps,
 		UploadLimitBps: upBps,
 		MaxUploads:     pf.maxUploads,

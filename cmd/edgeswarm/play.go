@@ -26,6 +26,8 @@ type playResult struct {
 	URL     string `json:"url"`
 	Source  string `json:"source"` // "swarm" or "direct"
 	Bitrate int64  `json:"bitrate_bps"`
+	// FastStart is the agent's setting (swarm playback only).
+	FastStart string `json:"fast_start,omitempty"`
 	playback.Result
 	BytesFromEdge  int64   `json:"bytes_from_edge"`
 	BytesFromPeers int64   `json:"bytes_from_peers"`
@@ -41,6 +43,7 @@ func newPlayCmd(g *globalFlags) *cobra.Command {
 		edges, trustKeys           []string
 		asJSON, seed, direct       bool
 		bitrate, upLimit, downLim  string
+		fastStart                  string
 		startBuf, maxBuf, duration time.Duration
 	)
 	cmd := &cobra.Command{
@@ -101,7 +104,7 @@ func newPlayCmd(g *globalFlags) *cobra.Command {
 				return printPlay(res, asJSON)
 			}
 
-			res.Source = "swarm"
+			res.Source, res.FastStart = "swarm", fastStart
 			if len(edges) == 0 {
 				edges = []string{u.Scheme + "://" + u.Host}
 			}
@@ -140,7 +143,7 @@ func newPlayCmd(g *globalFlags) *cobra.Command {
 				}
 			}
 			a, err := peer.New(peer.Config{Edge: edges[0], Fallbacks: edges[1:], Advertise: adv, Keys: ring,
-				UploadLimitBps: upBps, Mode: peer.ModeStream, StreamRateBps: rate},
+				UploadLimitBps: upBps, Mode: peer.ModeStream, StreamRateBps: rate, FastStart: fastStart},
 				peer.Deps{Store: store, HTTP: peerHTTPClient(link), Logger: log})
 			if err != nil {
 				if ln != nil {
@@ -187,6 +190,7 @@ func newPlayCmd(g *globalFlags) *cobra.Command {
 	f.DurationVar(&startBuf, "start-buffer", time.Second, "play time buffered before playback starts, and before it resumes after a stall")
 	f.DurationVar(&maxBuf, "max-buffer", 30*time.Second, "play time the player reads ahead at most")
 	f.DurationVar(&duration, "duration", 0, "stop after playing this long (0 = the whole stream)")
+	f.StringVar(&fastStart, "fast-start", "auto", "hand the player the edge's bytes of the first chunks as they arrive, before each chunk is verified (verified when whole; wrong bytes end playback with an error): on, off, or auto (on when the edge URL is https)")
 	f.BoolVar(&direct, "direct", false, "read URL over plain HTTP (a CDN-only player) instead of through a peer agent")
 	f.StringArrayVar(&edges, "edge", nil, "edge base URL (default: the URL's scheme and host); repeat to list fallback edges")
 	f.BoolVar(&asJSON, "json", false, "print the results as one JSON object")

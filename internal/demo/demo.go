@@ -86,6 +86,9 @@ type Config struct {
 	// CDN-only player's time to first byte on the idle edge.
 	Stream          float64
 	StreamJoinEvery time.Duration
+	// FastStart is the viewers' agents' peer.Config.FastStart ("" auto:
+	// off on the demo's plain-HTTP edges).
+	FastStart string
 	// Timeout bounds the whole run; 0 means 10 minutes.
 	Timeout time.Duration
 	// Progress, if set, is called about twice a second while peers download.
@@ -239,6 +242,7 @@ type Result struct {
 	// HTTP player's time to first byte from the idle edge, over the same
 	// emulated link; TTFBRatio is the viewers' median over it.
 	StreamMbit      float64    `json:"stream_mbit,omitempty"`
+	FastStart       string     `json:"fast_start,omitempty"`
 	StreamJoinS     float64    `json:"stream_join_every_s,omitempty"`
 	TTFB            *Quantiles `json:"ttfb_s,omitempty"`
 	Startup         *Quantiles `json:"startup_s,omitempty"`
@@ -393,7 +397,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (res Result, err err
 			UploadBps: int64(cfg.PeerUp / 8),
 		}
 		if cfg.Stream > 0 {
-			pcfg.Mode, pcfg.StreamRateBps = peer.ModeStream, int64(cfg.Stream/8)
+			pcfg.Mode, pcfg.StreamRateBps, pcfg.FastStart = peer.ModeStream, int64(cfg.Stream/8), cfg.FastStart
 		}
 		a, err := peer.New(pcfg, peer.Deps{
 			Store:  n.audit,

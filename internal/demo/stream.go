@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -57,7 +58,7 @@ func streamFigures(ctx context.Context, res *Result, cfg Config, viewers []*node
 	if stall+played > 0 {
 		res.RebufferRatio = stall / (stall + played)
 	}
-	res.StreamMbit, res.StreamJoinS = cfg.Stream/1e6, cfg.StreamJoinEvery.Seconds()
+	res.StreamMbit, res.StreamJoinS, res.FastStart = cfg.Stream/1e6, cfg.StreamJoinEvery.Seconds(), cmp.Or(cfg.FastStart, "auto")
 
 	link := netem.NewLink(0, cfg.PeerDown)
 	tr := &http.Transport{DialContext: link.DialContext(nil), DisableCompression: true}

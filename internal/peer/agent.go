@@ -48,6 +48,9 @@ type Agent struct {
 	log      *slog.Logger
 	now      func() time.Time
 	policy   ChunkPolicy
+	// fastStart: stream-mode readers may play start-up chunks from the
+	// edge before they are verified (Config.FastStart).
+	fastStart bool
 
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
@@ -145,11 +148,16 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 			return nil, fmt.Errorf("peer: %w", err)
 		}
 	}
+	fast, err := fastStartFor(cfg.FastStart, cfg.Edge)
+	if err != nil {
+		return nil, fmt.Errorf("peer: %w", err)
+	}
 	if cfg.StreamRateBps < 0 {
 		return nil, fmt.Errorf("peer: stream rate %d bytes/s: want ≥ 0", cfg.StreamRateBps)
 	}
 	cfg = cfg.applyDefaults()
 	a := &Agent{
+		fastStart: fast && cfg.Mode == ModeStream,
 		cfg:       cfg,
 		store:     deps.Store,
 		hc:        deps.HTTP,

@@ -134,6 +134,15 @@ type Config struct {
 	// time from where a reader starts or seeks come from the edge, so that
 	// start-up is not slower than from the edge alone. 0 means 1000.
 	StreamStartMs int `yaml:"stream_start_ms"`
+	// FastStart: in stream mode, whether a player may be handed the bytes
+	// of a start-up chunk from the edge as they arrive, before the chunk
+	// is whole and verified (it is verified when whole, and a reader
+	// moves past it only if the verified chunk begins with what it
+	// played; see faststart.go): its first byte then comes as soon as from
+	// the edge alone. FastStartOn, FastStartOff, or FastStartAuto: on when
+	// the edge is reached over HTTPS, whose authentication makes the
+	// edge's bytes as trusted as its manifest signature. "" means auto.
+	FastStart string `yaml:"fast_start"`
 	// ManifestTTLMs is how long a manifest is reused before Download asks
 	// the edge again (a new version starts a new download; on an edge
 	// error the old version is served). 0 means 30000; negative means never.

@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -43,16 +44,20 @@ type Download struct {
 
 	checkedAt time.Time // guarded by a.mu: when the manifest was last confirmed
 
-	mu            sync.Mutex
-	have          core.Bitfield       // guarded by mu: published by the loop, less what the store evicted
-	changed       chan struct{}       // guarded by mu: closed and replaced whenever have grows or the download ends
-	err           error               // guarded by mu: set once, before done closes
-	ended         bool                // guarded by mu
-	stats         Stats               // guarded by mu
-	readers       map[*reader]readPos // guarded by mu: where each active reader is
-	pins          map[*reader]func()  // guarded by mu: unpins each reader's window
-	unpinAll      func()              // guarded by mu: unpins the object pinned while downloading
-	seenEvictions int64               // guarded by mu: obj.Evictions() when have was last synced
+	mu      sync.Mutex
+	have    core.Bitfield       // guarded by mu: published by the loop, less what the store evicted
+	changed chan struct{}       // guarded by mu: closed and replaced whenever have grows or the download ends
+	err     error               // guarded by mu: set once, before done closes
+	ended   bool                // guarded by mu
+	stats   Stats               // guarded by mu
+	readers map[*reader]readPos // guarded by mu: where each active reader is
+	// live holds the edge responses of start-up chunks still arriving,
+	// which readers may play before the chunk is verified (fast start).
+	// Guarded by mu.
+	live          map[int]*liveChunk
+	pins          map[*reader]func() // guarded by mu: unpins each reader's window
+	unpinAll      func()             // guarded by mu: unpins the object pinned while downloading
+	seenEvictions int64              // guarded by mu: obj.Evictions() when have was last synced
 	// received is the bytes from each peer source not yet reported to the
 	// edge (takeReceived, ackReceived). Guarded by mu.
 	received  map[string]int64
@@ -84,6 +89,7 @@ func newDownload(a *Agent, objectURL string, m *core.Manifest, obj chunkstore.Ob
 		readers:     map[*reader]readPos{},
 		received:    map[string]int64{},
 		pins:        map[*reader]func(){},
+		live:        map[int]*liveChunk{},
 		have:        obj.Have(),
 	}
 	cs := m.ChunkSize
@@ -285,6 +291,7 @@ func (d *Download) finish(err error) {
 func (d *Download) publish(i int) {
 	d.mu.Lock()
 	d.have.Set(i)
+	delete(d.live, i)
 	close(d.changed)
 	d.changed = make(chan struct{})
 	d.mu.Unlock()
@@ -313,7 +320,7 @@ func (d *Download) putBuf(b *[]byte) { d.bufs.Put(b) }
 // The chunk it is on and the ReaderWindow chunks after it are pinned in
 // the store; a chunk evicted from a complete download is fetched again.
 func (d *Download) NewReader(ctx context.Context) io.ReadSeeker {
-	r := &reader{ctx: ctx, chunk: -1}
+	r := &reader{ctx: ctx, chunk: -1, unv: -1}
 	r.d.Store(d)
 	context.AfterFunc(ctx, r.unregister)
 	return r
@@ -326,6 +333,12 @@ type reader struct {
 	off   int64
 	chunk int    // index of the chunk in buf, -1 if none
 	buf   []byte // chunk data
+	// unv is the chunk whose first bytes (played) were passed before it
+	// was verified (fast start), -1 if none: before the reader moves on,
+	// the verified chunk must begin with them.
+	unv     int
+	played  []byte
+	liveSrc *liveChunk // the response played from
 }
 
 func (r *reader) Read(p []byte) (int, error) {
@@ -340,6 +353,16 @@ func (r *reader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	i := int(r.off / int64(m.ChunkSize))
+	if r.unv >= 0 && r.unv != i {
+		if err := r.settle(d); err != nil {
+			return 0, err
+		}
+	}
+	if r.chunk != i && d.a.fastStart {
+		if n, ok := r.readLive(d, i, p); ok {
+			return n, nil
+		}
+	}
 	if r.chunk != i {
 		for refills := 0; ; refills++ {
 			err := d.waitChunk(r.ctx, r, i)
@@ -362,6 +385,12 @@ func (r *reader) Read(p []byte) (int, error) {
 		data, err := d.obj.ReadChunk(i, r.buf)
 		if err != nil {
 			return 0, fmt.Errorf("read %s: %w", m.URL, err)
+		}
+		if r.unv == i {
+			if !bytes.HasPrefix(data, r.played) {
+				return 0, fmt.Errorf("read %s: chunk %d: the %d bytes played before it was verified differ from the verified chunk", m.URL, i, len(r.played))
+			}
+			r.unv, r.played, r.liveSrc = -1, nil, nil
 		}
 		r.buf, r.chunk = data, i
 	}
@@ -405,9 +434,10 @@ func (d *Download) unregisterReader(r *reader) {
 // stream mode the play clock the loop derives its chunks' deadlines from.
 type readPos struct {
 	chunk int
-	// start is the chunk the reader started (or last seeked) at: the
-	// start-up chunks after it come from the edge in stream mode.
-	start int
+	// start is the chunk the reader started (or last seeked) at; the
+	// start-up chunks, start to startEnd (StreamStartMs of play), come
+	// from the edge in stream mode.
+	start, startEnd int
 	// anchor is when the stream's byte 0 would have played: chunk i is due
 	// at anchor + ChunkOffset(i)/StreamRateBps. It is set when the reader
 	// starts or seeks, and moved later whenever the reader waited past a
@@ -425,14 +455,35 @@ func (p readPos) due(m *core.Manifest, i int, rate int64) time.Time {
 // and pinning r's window (the ReaderWindow chunks from i on). It
 // returns errEvicted if d is complete but the store evicted chunk i.
 func (d *Download) waitChunk(ctx context.Context, r *reader, i int) error {
-	rate := d.a.cfg.StreamRateBps
 	d.mu.Lock()
+	d.trackLocked(ctx, r, i)
+	waited, err := d.waitHeldLocked(ctx, i)
+	if err != nil {
+		return err
+	}
+	if p, ok := d.readers[r]; ok && waited && p.chunk == i {
+		// Past the deadline, the player stalled until now: its clock moves on.
+		rate := d.a.cfg.StreamRateBps
+		if now := d.a.now(); now.After(p.due(d.m, i, rate)) {
+			p.anchor = now.Add(-time.Duration(float64(d.m.ChunkOffset(i)) / float64(rate) * float64(time.Second)))
+			d.readers[r] = p
+		}
+	}
+	d.mu.Unlock()
+	return nil
+}
+
+// trackLocked tells the loop that r needs chunk i next (a start or a seek
+// starts a new play clock) and pins r's window; d.mu is held.
+func (d *Download) trackLocked(ctx context.Context, r *reader, i int) {
+	rate := d.a.cfg.StreamRateBps
 	p, ok := d.readers[r]
 	if ctx.Err() == nil && (!ok || p.chunk != i) {
 		now := d.a.now()
 		if !ok || i < p.chunk || i > p.chunk+1 {
 			// A start or a seek: a new play clock, and new start-up chunks.
 			p.start = i
+			p.startEnd = int((d.m.ChunkOffset(i) + rate*int64(d.a.cfg.StreamStartMs)/1000) / int64(d.m.ChunkSize))
 			p.anchor = now.Add(-time.Duration(float64(d.m.ChunkOffset(i)) / float64(rate) * float64(time.Second)))
 		}
 		p.chunk = i
@@ -447,7 +498,12 @@ func (d *Download) waitChunk(ctx context.Context, r *reader, i int) error {
 		default:
 		}
 	}
-	waited := false
+}
+
+// waitHeldLocked waits, d.mu held (and held again on a nil return, released
+// on an error), until chunk i is held; waited reports whether it had to.
+// It returns errEvicted if d is complete but the store evicted chunk i.
+func (d *Download) waitHeldLocked(ctx context.Context, i int) (waited bool, err error) {
 	for {
 		d.syncHaveLocked()
 		if d.have.Has(i) {
@@ -457,29 +513,21 @@ func (d *Download) waitChunk(ctx context.Context, r *reader, i int) error {
 			err := d.err
 			d.mu.Unlock()
 			if err == nil {
-				return errEvicted
+				return waited, errEvicted
 			}
-			return fmt.Errorf("read %s: %w", d.m.URL, err)
+			return waited, fmt.Errorf("read %s: %w", d.m.URL, err)
 		}
 		ch := d.changed
 		d.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return ctx.Err()
+			return waited, ctx.Err()
 		}
 		waited = true
 		d.mu.Lock()
 	}
-	if p, ok := d.readers[r]; ok && waited && p.chunk == i {
-		// Past the deadline, the player stalled until now: its clock moves on.
-		if now := d.a.now(); now.After(p.due(d.m, i, rate)) {
-			p.anchor = now.Add(-time.Duration(float64(d.m.ChunkOffset(i)) / float64(rate) * float64(time.Second)))
-			d.readers[r] = p
-		}
-	}
-	d.mu.Unlock()
-	return nil
+	return waited, nil
 }
 
 // readerPositions returns where the active readers are.

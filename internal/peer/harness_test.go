@@ -71,6 +71,8 @@ type fakeEdge struct {
 	reports  []wire.ReportRequest           // guarded by mu
 	extra    []wire.PeerInfo                // guarded by mu: fake peers in every hand-out
 	manifest func(url string) ([]byte, int) // guarded by mu: overrides the manifest answer
+	// chunkEdit, if set, may alter a chunk body before it is sent (guarded by mu).
+	chunkEdit func(i int, body []byte) []byte
 	// announceMs is the announce interval the announce responses carry
 	// (guarded by mu); 0 means 500.
 	announceMs int
@@ -267,13 +269,16 @@ func (e *fakeEdge) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		e.mu.Lock()
-		o := e.byRoot[root]
+		o, edit := e.byRoot[root], e.chunkEdit
 		e.mu.Unlock()
 		if o == nil || i >= o.m.NumChunks() {
 			http.NotFound(w, r)
 			return
 		}
 		chunk := o.data[o.m.ChunkOffset(i) : o.m.ChunkOffset(i)+int64(o.m.ChunkLen(i))]
+		if edit != nil {
+			chunk = edit(i, bytes.Clone(chunk))
+		}
 		w.Header().Set("Content-Length", strconv.Itoa(len(chunk)))
 		n, _ := w.Write(chunk)
 		e.chunkBytes.Add(int64(n))

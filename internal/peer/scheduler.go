@@ -78,12 +78,14 @@ type loop struct {
 	// asked for now (edgeList lists them, to clear), late the chunks of a
 	// reader's window due within StreamLeadMs and lateDue their deadlines;
 	// all recomputed by computeUrgent.
-	stream   bool
-	edgeOK   bitset
-	lateSet  bitset // the chunks of late
-	edgeList []int
-	late     []int
-	lateDue  []time.Time
+	stream    bool
+	edgeOK    bitset
+	lateSet   bitset // the chunks of late
+	startSet  bitset // the start-up chunks of the readers (fast start)
+	startList []int
+	edgeList  []int
+	late      []int
+	lateDue   []time.Time
 
 	// scratch
 	order  []*srcState
@@ -130,8 +132,9 @@ type flight struct {
 	ttfb     atomic.Int64  // time to the response's start, ns; 0 = not yet
 	seen     int64         // got as the loop last saw it
 	cancel   context.CancelFunc
-	live     bool   // counted in flights; false once finished or canceled
-	why      string // why the loop canceled it: "timeout", "loser", "ban", "demote", "end"
+	lc       *liveChunk // an edge response of a start-up chunk readers may play as it arrives (fast start)
+	live     bool       // counted in flights; false once finished or canceled
+	why      string     // why the loop canceled it: "timeout", "loser", "ban", "demote", "end"
 }
 
 // result is what a fetch goroutine reports.
@@ -176,6 +179,7 @@ func newLoop(d *Download) *loop {
 		l.stream = true
 		l.edgeOK = newBitset(n)
 		l.lateSet = newBitset(n)
+		l.startSet = newBitset(n)
 	}
 	l.edge = &srcState{src: d.a.edgeSrcs[d.edgeIdx], kind: KindEdge}
 	l.edges[d.edgeIdx] = l.edge
@@ -433,6 +437,10 @@ func (l *loop) computeUrgent(now time.Time) {
 	for _, i := range l.late {
 		l.lateSet.clear(i)
 	}
+	for _, i := range l.startList {
+		l.startSet.clear(i)
+	}
+	l.startList = l.startList[:0]
 	l.edgeList, l.late, l.lateDue = l.edgeList[:0], l.late[:0], l.lateDue[:0]
 	rate := l.cfg.StreamRateBps
 	window, lead := ms(l.cfg.StreamWindowMs), ms(l.cfg.StreamLeadMs)
@@ -442,7 +450,7 @@ func (l *loop) computeUrgent(now time.Time) {
 				p.anchor = p.anchor.Add(behind) // the player is stalled on it
 			}
 		}
-		startEnd := int((l.m.ChunkOffset(p.start) + rate*int64(l.cfg.StreamStartMs)/1000) / int64(l.cs))
+		startEnd := p.startEnd
 		for i := p.chunk; i < l.n; i++ {
 			due := p.due(l.m, i, rate)
 			slack := due.Sub(now)
@@ -454,6 +462,10 @@ func (l *loop) computeUrgent(now time.Time) {
 			}
 			l.urgent = append(l.urgent, i)
 			mine := l.stripes <= 1 || i%l.stripes == l.stripe
+			if i <= startEnd && !l.startSet.has(i) {
+				l.startSet.set(i)
+				l.startList = append(l.startList, i)
+			}
 			if i <= startEnd || slack < lead || (l.avail[i] == 0 && mine) {
 				if !l.edgeOK.has(i) {
 					l.edgeOK.set(i)
@@ -523,6 +535,10 @@ func (l *loop) launch(s *srcState, i int, now time.Time) {
 	ctx, cancel := context.WithCancel(l.d.ctx)
 	t := l.timeout(s)
 	f := &flight{chunk: i, src: s, start: now, timeout: t, deadline: FlightDeadline(now, time.Time{}, t), cancel: cancel, live: true}
+	if l.a.fastStart && s.kind == KindEdge && l.startSet.has(i) {
+		f.lc = newLiveChunk(l.m.ChunkLen(i))
+		l.d.setLive(i, f.lc)
+	}
 	l.flights[i] = append(l.flights[i], f)
 	if l.pending.has(i) {
 		l.pending.clear(i)
@@ -541,14 +557,24 @@ func (l *loop) fetch(ctx context.Context, f *flight, src Source) {
 	defer l.a.wg.Done()
 	defer f.cancel()
 	i, size := f.chunk, l.m.ChunkLen(f.chunk)
-	bp := l.d.getBuf()
-	defer l.d.putBuf(bp)
+	var buf []byte
+	if f.lc != nil {
+		buf = f.lc.buf // readers may be playing from it: not pooled
+		defer f.lc.end()
+	} else {
+		bp := l.d.getBuf()
+		defer l.d.putBuf(bp)
+		buf = *bp
+	}
 	r := result{f: f}
-	data, err := src.Fetch(ctx, l.m.Root, i, size, *bp, func(n int) {
+	data, err := src.Fetch(ctx, l.m.Root, i, size, buf, func(n int) {
 		if n == 0 {
 			f.ttfb.Store(max(1, int64(l.a.now().Sub(f.start))))
 		}
 		f.got.Store(int64(n))
+		if f.lc != nil && n > 0 {
+			f.lc.advance(n)
+		}
 	})
 	switch {
 	case err == nil:
@@ -616,6 +642,9 @@ func (l *loop) onResult(r result) {
 	now := l.a.now()
 	wasLive := f.live
 	l.drop(f)
+	if f.lc != nil && (r.err != nil || r.bad != nil || r.storeErr != nil) {
+		l.d.dropLive(i, f.lc)
+	}
 	if r.n > 0 {
 		l.st.Bytes[s.kind] += int64(r.n)
 		s.bytes += int64(r.n)

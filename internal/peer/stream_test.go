@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -181,5 +182,79 @@ func TestStreamLateChunksFromEdge(t *testing.T) {
 	}
 	if res.StallTime > 0.3 {
 		t.Fatalf("stalled %.3f s: late chunks waited for the request timeout", res.StallTime)
+	}
+}
+
+// Fast start: a player gets the first bytes of a start-up chunk from the
+// edge as they arrive, long before the chunk is whole; without it, only
+// once the chunk is verified.
+func TestStreamFastStart(t *testing.T) {
+	t.Cleanup(func() { checkNoLeaks(t) })
+	e := newFakeEdge(t, 2e6) // a 64 KiB chunk takes about 260 ms
+	o := e.addObject("/live.ts", testData(1<<20, 25), 64<<10)
+	ttfb := map[string]time.Duration{}
+	for _, fs := range []string{FastStartOff, FastStartOn} {
+		sp := newSwarmPeer(t, e, peerOpts{name: "viewer-" + fs, cfg: func(c *Config) { streamCfg(c); c.FastStart = fs }})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := sp.a.Register(ctx); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		d, err := sp.a.Download(ctx, "/live.ts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := d.NewReader(ctx)
+		var one [1]byte
+		if _, err := io.ReadFull(r, one[:]); err != nil {
+			t.Fatal(err)
+		}
+		ttfb[fs] = time.Since(start)
+		rest, err := io.ReadAll(io.LimitReader(r, 256<<10))
+		if err != nil || !bytes.Equal(append(one[:], rest...), o.data[:1+len(rest)]) {
+			t.Fatalf("fast start %s: bytes differ (err %v)", fs, err)
+		}
+		cancel()
+		sp.a.Close()
+	}
+	t.Logf("time to first byte: %v without fast start, %v with", ttfb[FastStartOff], ttfb[FastStartOn])
+	if ttfb[FastStartOn] > ttfb[FastStartOff]/2 {
+		t.Fatalf("fast start: first byte after %v, without it %v", ttfb[FastStartOn], ttfb[FastStartOff])
+	}
+}
+
+// Fast start with an edge whose start-up bytes are corrupt: the chunk
+// fails verification, and the reader that played the bad bytes fails
+// before it moves past the chunk, instead of going on as if they were
+// right.
+func TestStreamFastStartCorruptEdgeBytes(t *testing.T) {
+	t.Cleanup(func() { checkNoLeaks(t) })
+	e := newFakeEdge(t, 8e6)
+	e.addObject("/live.ts", testData(1<<20, 26), 64<<10)
+	var first sync.Once
+	e.mu.Lock()
+	e.chunkEdit = func(i int, b []byte) []byte {
+		if i == 0 {
+			first.Do(func() { b[10] ^= 1 })
+		}
+		return b
+	}
+	e.mu.Unlock()
+	sp := newSwarmPeer(t, e, peerOpts{name: "viewer", cfg: func(c *Config) { streamCfg(c); c.FastStart = FastStartOn }})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := sp.a.Download(ctx, "/live.ts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(d.NewReader(ctx))
+	if err == nil || !strings.Contains(err.Error(), "differ from the verified chunk") {
+		t.Fatalf("read %d bytes, err %v: want the bytes played before verification to be caught", len(got), err)
+	}
+	if len(got) > 64<<10 {
+		t.Fatalf("read %d bytes: the reader moved past the bad chunk", len(got))
+	}
+	if st := d.Stats(); st.CorruptChunks != 1 {
+		t.Fatalf("corrupt chunks %d, want 1", st.CorruptChunks)
 	}
 }
