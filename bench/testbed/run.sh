@@ -7,6 +7,9 @@
 #       [--systems edgeswarm,cdn,libtorrent,transmission] [--out DIR]
 #       [--queue-ms MS] [--verify-seconds S] [--timeout S] [--mtu BYTES]
 #       [--cc cubic|bbr|...] [--tso-segs N]
+#   bench/testbed/run.sh stream [--peers 16] [--bitrate MBIT] [--join-every S]
+#       [--play-seconds S] [--fast-start on|off|auto] [--size BYTES] [--edge-up 24]
+#       [--peer-up MBIT] [--peer-down MBIT] [--rtt MS] [--runs K] [--systems edgeswarm,cdn]
 #   bench/testbed/run.sh cleanup [--force]   # leftovers of earlier runs
 #
 # Root only. Install the tools first: bench/testbed/install.sh [--bt].
@@ -19,12 +22,14 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 # shellcheck source=lib.sh
 source "$HERE/lib.sh"
+# shellcheck source=stream.sh
+source "$HERE/stream.sh"
 for f in "$HERE"/systems/*.sh; do
   # shellcheck disable=SC1090
   source "$f"
 done
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 [ $# -ge 1 ] || usage
 cmd=$1; shift
@@ -36,13 +41,16 @@ case "$cmd" in
     left=$(ip netns list 2>/dev/null | awk '{print $1}' | grep '^esb-' || true)
     [ -z "$left" ] || log "namespaces of live runs left alone: $(echo $left)"
     exit 0 ;;
-  flashcrowd) ;;
+  flashcrowd|stream) ;;
   -h|--help|help) usage ;;
   *) usage ;;
 esac
 
 PEERS=20 SIZE=64MiB EDGE_UP=100 PEER_UP=20 PEER_DOWN=100 RTT_MS=20 RUNS=1
-SYSTEMS=edgeswarm,cdn,libtorrent,transmission OUT="" QUEUE_MS=50 VERIFY_S=4 TIMEOUT_S="" MTU=1500 TCP_CC="" TSO_SEGS=""
+SYSTEMS=edgeswarm,cdn,libtorrent,transmission OUT=""
+BITRATE=4 JOIN_EVERY=2 PLAY_S=30 FAST_START=on
+if [ "$cmd" = stream ]; then PEERS=16 SIZE=32MiB EDGE_UP=24 SYSTEMS=edgeswarm,cdn; fi
+OUT="" QUEUE_MS=50 VERIFY_S=4 TIMEOUT_S="" MTU=1500 TCP_CC="" TSO_SEGS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --peers) PEERS=$2 ;;
@@ -60,6 +68,10 @@ while [ $# -gt 0 ]; do
     --mtu) MTU=$2 ;;
     --cc) TCP_CC=$2 ;;
     --tso-segs) TSO_SEGS=$2 ;;
+    --bitrate) BITRATE=$2 ;;
+    --join-every) JOIN_EVERY=$2 ;;
+    --play-seconds) PLAY_S=$2 ;;
+    --fast-start) FAST_START=$2 ;;
     *) log "unknown flag $1"; usage ;;
   esac
   shift 2 || usage
@@ -69,7 +81,8 @@ done
 [ -z "$TSO_SEGS" ] || [[ $TSO_SEGS =~ ^[0-9]+$ ]] || die "--tso-segs N"
 [ -z "$TCP_CC" ] || grep -qw "$TCP_CC" /proc/sys/net/ipv4/tcp_available_congestion_control || die "--cc $TCP_CC: not available (have: $(cat /proc/sys/net/ipv4/tcp_available_congestion_control))"
 [[ $MTU =~ ^[0-9]+$ ]] && [ "$MTU" -ge 576 ] && [ "$MTU" -le 65000 ] || die "--mtu 576..65000"
-for v in "$EDGE_UP" "$PEER_UP" "$PEER_DOWN" "$RTT_MS" "$QUEUE_MS" "$VERIFY_S"; do
+case "$FAST_START" in on|off|auto) ;; *) die "--fast-start on|off|auto" ;; esac
+for v in "$EDGE_UP" "$PEER_UP" "$PEER_DOWN" "$RTT_MS" "$QUEUE_MS" "$VERIFY_S" "$BITRATE" "$JOIN_EVERY" "$PLAY_S"; do
   [[ $v =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "bad number $v"
 done
 for c in ip tc iptables curl jq sysctl sha256sum awk go; do
@@ -178,6 +191,11 @@ log "RTT (TCP connect, median): peer-edge $(jq -r .median_ms <<<"$rtt_edge") ms,
 log "shaping: download $(jq -r '"\(.measured_mbit) Mbit/s vs \(.expected_goodput_mbit) expected (\(.error*100|round)%)"' <<<"$sh_down"), upload $(jq -r '"\(.measured_mbit) Mbit/s vs \(.expected_goodput_mbit) expected (\(.error*100|round)%)"' <<<"$sh_up")"
 if [ "$(jq -r .shaping.ok <<<"$testbed_line")" != true ]; then
   log "WARNING: shaping check off by more than 10 % (machine busy?); results below are suspect"
+fi
+
+if [ "$cmd" = stream ]; then
+  stream_main
+  exit 0
 fi
 
 # --- the systems
