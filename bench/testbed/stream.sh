@@ -62,7 +62,7 @@ stream_run_system() {
     def q(p): sort | if length == 0 then null else .[((length * p) | ceil) - 1 | if . < 0 then 0 else . end] end;
     def med: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
     [.[] | select(.ok)] as $v |
-    ($v | map(.bytes_from_edge // .bytes) | add // 0) as $eb |
+    ($v | map(if .source == "direct" then .bytes else .bytes_from_edge end) | add // 0) as $eb |
     ($v | map((.bytes_from_peers // 0) + (.bytes_from_managed // 0)) | add // 0) as $pb |
     ($v | map(.stall_s) | add // 0) as $stall | ($v | map(.played_s) | add // 0) as $played |
     {type:"stream_run", system:$sys, run:$run, viewers:$n, completed:($v | length), bitrate_mbit:$br, join_every_s:$j,

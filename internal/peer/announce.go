@@ -20,6 +20,15 @@ func (d *Download) announceLoop() {
 	interval := ms(a.cfg.AnnounceIntervalMs)
 	timer := time.NewTimer(0) // the first announce goes out at once
 	defer timer.Stop()
+	if a.cfg.Mode == ModeStream {
+		// Stream mode: the player's first chunk takes the connection the
+		// manifest came on; the announce waits until it has (or briefly).
+		select {
+		case <-d.firstConn:
+		case <-time.After(connGateMax):
+		case <-d.ctx.Done():
+		}
+	}
 	failures := 0
 	for {
 		select {

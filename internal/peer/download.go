@@ -40,7 +40,12 @@ type Download struct {
 	announceNow chan struct{} // loop → announcer; buffered 1
 	edgeFound   chan int      // findEdge → loop: another edge serving the object, -1 if none; buffered 1
 	done        chan struct{} // closed once complete or failed
-	loopDone    chan struct{} // closed when the loop returns
+	// firstConn is closed once the download's first edge chunk request
+	// has a connection (stream mode: until then it is the only request the
+	// download makes, so that it takes the warm connection; see gate).
+	firstConn     chan struct{}
+	firstConnOnce sync.Once
+	loopDone      chan struct{} // closed when the loop returns
 
 	checkedAt time.Time // guarded by a.mu: when the manifest was last confirmed
 
@@ -84,6 +89,7 @@ func newDownload(a *Agent, objectURL string, m *core.Manifest, obj chunkstore.Ob
 		poke:        make(chan struct{}, 1),
 		announceNow: make(chan struct{}, 1),
 		done:        make(chan struct{}),
+		firstConn:   make(chan struct{}),
 		loopDone:    make(chan struct{}),
 		changed:     make(chan struct{}),
 		readers:     map[*reader]readPos{},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http/httptrace"
 	"slices"
 	"sort"
 	"strings"
@@ -79,6 +80,7 @@ type loop struct {
 	// reader's window due within StreamLeadMs and lateDue their deadlines;
 	// all recomputed by computeUrgent.
 	stream    bool
+	gateAt    time.Time // when the first edge request was launched (connGate)
 	edgeOK    bitset
 	lateSet   bitset // the chunks of late
 	startSet  bitset // the start-up chunks of the readers (fast start)
@@ -133,6 +135,7 @@ type flight struct {
 	seen     int64         // got as the loop last saw it
 	cancel   context.CancelFunc
 	lc       *liveChunk // an edge response of a start-up chunk readers may play as it arrives (fast start)
+	gate     bool       // the download's first edge request (stream mode: connGate)
 	live     bool       // counted in flights; false once finished or canceled
 	why      string     // why the loop canceled it: "timeout", "loser", "ban", "demote", "end"
 }
@@ -282,8 +285,32 @@ func (l *loop) counted(s *srcState) bool {
 // location has a managed cache asks the edge for almost nothing.
 const handoutGrace = 500 * time.Millisecond
 
+// connGateMax bounds how long, in stream mode, the download's first edge
+// request is its only request (connGate).
+const connGateMax = 200 * time.Millisecond
+
+// connGate reports whether the download's first edge request, in stream
+// mode, is still waiting for a connection: until it has one it is the only
+// request (of the loop and the announcer), so that the player's first
+// chunk takes the warm connection the manifest came on rather than wait
+// for a new one, a round trip more. At most connGateMax.
+func (l *loop) connGate() bool {
+	if !l.stream || l.gateAt.IsZero() {
+		return false
+	}
+	select {
+	case <-l.d.firstConn:
+		return false
+	default:
+		return l.a.now().Sub(l.gateAt) < connGateMax
+	}
+}
+
 // slots is how many requests s may have in flight (Slots).
 func (l *loop) slots(s *srcState) int {
+	if l.connGate() {
+		return 0
+	}
 	if s.remote {
 		return RemoteSlots
 	}
@@ -302,7 +329,7 @@ func (l *loop) timeout(s *srcState) time.Duration {
 // a chunk for it.
 func (l *loop) fill(s *srcState, now time.Time) {
 	slots := l.slots(s)
-	for s.inflight < slots && l.nFlights < l.maxFlight && l.nPending > 0 {
+	for s.inflight < slots && l.nFlights < l.maxFlight && l.nPending > 0 && !l.connGate() {
 		if s.emptyValid && s.emptyGrow == l.grow && s.emptyHave == s.haveEpoch {
 			return
 		}
@@ -535,6 +562,9 @@ func (l *loop) launch(s *srcState, i int, now time.Time) {
 	ctx, cancel := context.WithCancel(l.d.ctx)
 	t := l.timeout(s)
 	f := &flight{chunk: i, src: s, start: now, timeout: t, deadline: FlightDeadline(now, time.Time{}, t), cancel: cancel, live: true}
+	if l.stream && s.kind == KindEdge && l.gateAt.IsZero() {
+		f.gate, l.gateAt = true, now
+	}
 	if l.a.fastStart && s.kind == KindEdge && l.startSet.has(i) {
 		f.lc = newLiveChunk(l.m.ChunkLen(i))
 		l.d.setLive(i, f.lc)
@@ -567,6 +597,17 @@ func (l *loop) fetch(ctx context.Context, f *flight, src Source) {
 		buf = *bp
 	}
 	r := result{f: f}
+	if f.gate {
+		opened := func() {
+			l.d.firstConnOnce.Do(func() { close(l.d.firstConn) })
+			select {
+			case l.d.poke <- struct{}{}: // the loop may launch the rest
+			default:
+			}
+		}
+		defer opened() // also when it failed before having a connection
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { opened() }})
+	}
 	data, err := src.Fetch(ctx, l.m.Root, i, size, buf, func(n int) {
 		if n == 0 {
 			f.ttfb.Store(max(1, int64(l.a.now().Sub(f.start))))

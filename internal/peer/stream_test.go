@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -258,5 +260,51 @@ func TestStreamFastStartCorruptEdgeBytes(t *testing.T) {
 	}
 	if st := d.Stats(); st.CorruptChunks != 1 {
 		t.Fatalf("corrupt chunks %d, want 1", st.CorruptChunks)
+	}
+}
+
+// The player's first chunk goes out on the connection the manifest came
+// on (the announce and the other start-up requests wait until it has
+// one): neither the manifest nor the first chunk of a registered agent
+// costs a new connection (the round trip a plain player pays to connect).
+func TestStreamFirstChunkOnWarmConnection(t *testing.T) {
+	t.Cleanup(func() { checkNoLeaks(t) })
+	e := newFakeEdge(t, 100e6)
+	e.addObject("/live.ts", testData(1<<20, 27), 64<<10)
+	sp := newSwarmPeer(t, e, peerOpts{name: "viewer", cfg: func(c *Config) { streamCfg(c); c.FastStart = FastStartOn }})
+	tr := sp.hc.Transport.(*http.Transport)
+	var dials atomic.Int64 // before the first chunk request had its connection
+	var dl atomic.Pointer[Download]
+	dial := tr.DialContext
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := dl.Load()
+		if d == nil {
+			dials.Add(1)
+		} else {
+			select {
+			case <-d.firstConn:
+			default:
+				dials.Add(1)
+			}
+		}
+		return dial(ctx, network, addr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := sp.a.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := dials.Load()
+	d, err := sp.a.Download(ctx, "/live.ts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl.Store(d)
+	var one [1]byte
+	if _, err := io.ReadFull(d.NewReader(ctx), one[:]); err != nil {
+		t.Fatal(err)
+	}
+	if n := dials.Load() - before; n != 0 {
+		t.Fatalf("%d connections dialed before the first chunk request had one, want 0", n)
 	}
 }
