@@ -13,8 +13,9 @@
 //	tbtool cpusnap [--pids P,P]                      /proc/stat and per-PID CPU seconds, as JSON
 //	tbtool summarize ...                             one system run -> the JSON line (see summarize.go)
 //	tbtool aggregate FILE                            run lines -> median line per system + summary line
-//	tbtool churnplan --peers N --frac F --horizon-s S [--seed S]   seeded victims and moments (scenario.go)
-//	tbtool churn --plan F --at UNIXNS --stats-dir D --out F        SIGKILL the victims at their moments
+//	tbtool churnplan --peers N --frac F --file-bytes B --edge-up --peer-up --peer-down [--seed S]
+//	                                                 seeded victims and moments, in [5 %, 80 %] of the fluid bound
+//	tbtool churn --plan F --at UNIXNS --stats-dir D --out F   SIGKILL the victims at their moments (scenario.go)
 package main
 
 import (

@@ -63,12 +63,21 @@ func cmdChurnPlan(args []string) error {
 	fs := flag.NewFlagSet("churnplan", flag.ContinueOnError)
 	n := fs.Int("peers", 0, "peers in the crowd")
 	frac := fs.Float64("frac", 0, "fraction of the peers killed, in [0, 1)")
-	horizon := fs.Float64("horizon-s", 0, "the fluid bound, seconds: kills fall in [5 %, 80 %] of it")
+	size := fs.String("file-bytes", "0", "file size")
+	edgeUp := fs.Float64("edge-up", 0, "edge upload, Mbit/s")
+	peerUp := fs.Float64("peer-up", 0, "peer upload, Mbit/s")
+	peerDown := fs.Float64("peer-down", 0, "peer download, Mbit/s")
 	seed := fs.Uint64("seed", 1, "seed")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	plan, err := churnPlan(*n, *frac, *horizon, *seed)
+	fb, err := parseSize(*size)
+	if err != nil {
+		return err
+	}
+	// The kills fall in [5 %, 80 %] of the crowd's fluid bound.
+	horizon, _ := fluidBound(*n, fb, *edgeUp, *peerUp, *peerDown)
+	plan, err := churnPlan(*n, *frac, horizon, *seed)
 	if err != nil {
 		return err
 	}
