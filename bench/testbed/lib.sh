@@ -184,6 +184,18 @@ peer_addr() {
 peer_ip() { peer_addr "$1" peer; }
 peer_if() { echo "p$1"; } # the router's interface toward peer K
 
+# Managed caches (--managed): cache J in ISP J mod 2, on a /30 at the top of
+# its ISP's block, above the peers' /30s (at most 1000 per ISP).
+cache_isp() { if [ $(($1 % 2)) = 0 ]; then echo a; else echo b; fi; }
+cache_addr() { # J router|cache
+  local j=$1 base off
+  if [ "$(cache_isp "$j")" = a ]; then base=16; else base=32; fi
+  off=$((4096 - 4 * (j / 2 + 1)))
+  if [ "$2" = router ]; then echo "10.77.$((base + off / 256)).$((off % 256 + 1))"; else echo "10.77.$((base + off / 256)).$((off % 256 + 2))"; fi
+}
+cache_ip() { cache_addr "$1" cache; }
+cache_if() { echo "m$1"; } # the router's interface toward cache J
+
 # tbf NS DEV MBIT: shape DEV's egress. burst: max(16 KiB, 2 ms at the rate,
 # 2 MTU); queue: QUEUE_MS of the rate (tbf latency).
 tbf() {
@@ -216,6 +228,12 @@ topo_up() {
     link core "$(peer_if $k)" "$ra/30" "p$k" eth0 "$pa/30"
     ip -n "$(ns_name "p$k")" route add default via "$ra"
   done
+  for ((k = 0; k < ${MANAGED:-0}; k++)); do
+    ra=$(cache_addr $k router); pa=$(cache_addr $k cache)
+    ns_add "m$k"
+    link core "$(cache_if $k)" "$ra/30" "m$k" eth0 "$pa/30"
+    ip -n "$(ns_name "m$k")" route add default via "$ra"
+  done
 
   # Shaping: peer upload on the peer's egress, peer download on the router's
   # egress toward the peer, edge upload on the edge's egress. Origin unshaped.
@@ -224,13 +242,22 @@ topo_up() {
     tbf "p$k" eth0 "$PEER_UP"
     tbf core "$(peer_if $k)" "$PEER_DOWN"
   done
+  # Managed caches: --managed-up both ways.
+  for ((k = 0; k < ${MANAGED:-0}; k++)); do
+    tbf "m$k" eth0 "$MANAGED_UP"
+    tbf core "$(cache_if $k)" "$MANAGED_UP"
+  done
 
   # Counters (non-terminating rules first), then the delay line's queues.
   ipt core -A FORWARD -s $ISPA_NET -d $ISPB_NET -m comment --comment esb-cross
   ipt core -A FORWARD -s $ISPB_NET -d $ISPA_NET -m comment --comment esb-cross
+  ipt core -A FORWARD -s $ISPA_NET -d $ISPA_NET -m comment --comment esb-same
+  ipt core -A FORWARD -s $ISPB_NET -d $ISPB_NET -m comment --comment esb-same
   ipt core -A FORWARD -i edg -m comment --comment esb-edge-up
   ipt core -A FORWARD -i 'p+' -m comment --comment esb-peer-up
-  # Latency: every packet forwarded onto the edge's or a peer's access link
+  ipt core -A FORWARD -i 'm+' -m comment --comment esb-cache-up
+  # Latency: every packet forwarded onto the edge's, a peer's or a managed
+  # cache's access link
   # waits RTT/2 in the delay line, once; so every path between two of them
   # (peer-edge, peer-peer on one ISP or across) has RTT 4d = the set RTT
   # (d per access link and direction). Edge-origin: RTT/2.
@@ -243,6 +270,7 @@ topo_up() {
     [ "$nq" -gt 1 ] && target=(-j NFQUEUE --queue-balance "0:$((nq - 1))" --queue-bypass)
     ipt core -A FORWARD -o edg "${target[@]}"
     ipt core -A FORWARD -o 'p+' "${target[@]}"
+    ipt core -A FORWARD -o 'm+' "${target[@]}"
     # Above the applications' priority (SCHED_FIFO if allowed): the emulated
     # network keeps its timing when the machine is busy; the kernel's
     # forwarding of a released packet runs in the delay line's verdict call,
@@ -288,17 +316,33 @@ sum_counter() { # ROLE COMMENT
   ipt "$1" -nvxL FORWARD | awk -v c="/* $2 */" 'index($0, c) { s += $2 } END { printf "%d", s }'
 }
 read_counters() {
-  local cross edge peer
+  local cross same edge peer cache
   cross=$(sum_counter core esb-cross)
+  same=$(sum_counter core esb-same)
   edge=$(sum_counter core esb-edge-up)
   peer=$(sum_counter core esb-peer-up)
-  printf '{"cross_isp_bytes":%d,"edge_wire_bytes":%d,"peer_wire_up_bytes":%d}\n' "$cross" "$edge" "$peer" >"$1"
+  cache=$(sum_counter core esb-cache-up)
+  printf '{"cross_isp_bytes":%d,"same_isp_bytes":%d,"edge_wire_bytes":%d,"peer_wire_up_bytes":%d,"cache_wire_up_bytes":%d}\n' \
+    "$cross" "$same" "$edge" "$peer" "$cache" >"$1"
+}
+
+# crowd_mark DIR: the moment a system run's figures start from: counters
+# zeroed, machine and delay-line CPU and the delay lines' stats recorded
+# (DIR/cpu-before.json, DIR/delayline-before.jsonl). run_system calls it
+# before the system starts; a system with work before its crowd (managed
+# caches' pre-positioning) calls it again once that is done.
+crowd_mark() {
+  zero_counters
+  "$BIN/tbtool" cpusnap --pids "$DL_PIDS" >"$1/cpu-before.json"
+  sleep 1.1 # the delay lines write their stats every second
+  delayline_snapshot "$1/delayline-before.jsonl"
 }
 
 # ---------------------------------------------------------------- processes
 
 # spawn ROLE NAME [--at UNIXNS] -- CMD...: start CMD in ROLE's namespace under
 # `tbtool run` (stats, first-line time, CPU), files $PROC_DIR/NAME.*; sets SPAWN_PID.
+# Its stats file is listed in $SPAWN_PROCS if set (default $PROC_DIR/procs).
 spawn() {
   local role=$1 name=$2 at=0; shift 2
   if [ "${1:-}" = --at ]; then at=$2; shift 2; fi
@@ -308,7 +352,7 @@ spawn() {
     --stdout "$base.out" --stderr "$base.err" -- "$@" </dev/null >/dev/null 2>"$base.wrap" &
   SPAWN_PID=$!
   record_pid "$SPAWN_PID" "$name"
-  echo "$base.stats" >>"$PROC_DIR/procs"
+  echo "$base.stats" >>"${SPAWN_PROCS:-$PROC_DIR/procs}" # whose CPU the run line sums
 }
 
 # common_start N: a wall-clock moment far enough ahead to spawn N processes.
@@ -340,14 +384,63 @@ origin_start() {
     die "origin did not start: $(tail -5 "$LOG_DIR/origin.log")"
 }
 
+# The edge's admin listener (usage, pre-positioning orders), reachable only
+# inside the edge namespace.
+EDGE_ADMIN=127.0.0.1:8081
+
+# edge_files: what every edge of this testbed run reads: the admin and
+# managed-cache tokens and, for --pids 2, the network map (ISP-A's block
+# one PID, ISP-B's the other, cost 10 between them).
+edge_files() {
+  EDGE_ADMIN_TOKEN_FILE=$WORK/admin.token
+  EDGE_MANAGED_TOKEN_FILE=$WORK/managed.token
+  EDGE_NETMAP=$WORK/netmap.yaml
+  [ -f "$EDGE_ADMIN_TOKEN_FILE" ] && return 0
+  (
+    umask 077
+    printf 'esb-admin-%s-%s%s\n' "$RUN_ID" "$RANDOM" "$RANDOM" >"$EDGE_ADMIN_TOKEN_FILE"
+    printf 'esb-managed-%s-%s%s\n' "$RUN_ID" "$RANDOM" "$RANDOM" >"$EDGE_MANAGED_TOKEN_FILE"
+  )
+  cat >"$EDGE_NETMAP" <<NETMAP
+# ISP-A: even peers and managed caches; ISP-B: odd ones
+pids:
+  isp-a: [$ISPA_NET]
+  isp-b: [$ISPB_NET]
+costs:
+  isp-a: {isp-b: 10}
+  isp-b: {isp-a: 10}
+NETMAP
+}
+
+# edge_admin METHOD PATH [JSON]: a request to the edge's admin listener.
+edge_admin() {
+  local args=(-sS -f --max-time 10 -H "Authorization: Bearer $(cat "$EDGE_ADMIN_TOKEN_FILE")" -X "$1")
+  [ $# -lt 3 ] || args+=(-H 'Content-Type: application/json' --data "$3")
+  NSX edge curl "${args[@]}" "http://$EDGE_ADMIN$2"
+}
+
 # edge_start: a fresh edge (empty cache) whose cache and manifest are warmed
 # from inside the edge namespace (over lo: no shaped link is used); sets
-# EDGE_PID and EDGE_KEY.
+# EDGE_PID and EDGE_KEY. It has an admin listener (GET /usage, POST
+# /prefetch); with --pids 2 the network map and --cross-pid; with --managed
+# the managed-cache token and a config file for the one setting no flag
+# gives, orders_poll_interval: caches poll for orders every 500 ms instead
+# of 30 s, so pre-positioning is timed by its transfer, not by the poll.
 edge_start() {
-  local cache="$WORK/edge-cache-$RANDOM$RANDOM"
+  local cache="$WORK/edge-cache-$RANDOM$RANDOM" extra=()
   mkdir -p "$cache"
+  edge_files
+  if [ "${PIDS:-1}" -gt 1 ]; then
+    extra+=(--network-map "$EDGE_NETMAP" --cross-pid "$CROSS_PID")
+  fi
+  if [ "${MANAGED:-0}" -gt 0 ]; then
+    # origin and cache_dir are required in the file; the flags below win
+    printf 'origin: http://%s:%s\ncache_dir: %s\norders_poll_interval: 500ms\n' "$ORIGIN_IP" "$ORIGIN_PORT" "$cache" >"$cache.yaml"
+    extra+=(--config "$cache.yaml" --managed-token-file "$EDGE_MANAGED_TOKEN_FILE")
+  fi
   spawn edge edge -- "$BIN/edgeswarm" edge --origin "http://$ORIGIN_IP:$ORIGIN_PORT" --listen "$EDGE_IP:$EDGE_PORT" \
-    --cache-dir "$cache" --cache-size "$((FILE_BYTES * 4 + (64 << 20)))"
+    --cache-dir "$cache" --cache-size "$((FILE_BYTES * 4 + (64 << 20)))" \
+    --admin-listen "$EDGE_ADMIN" --admin-token-file "$EDGE_ADMIN_TOKEN_FILE" "${extra[@]}"
   EDGE_PID=$SPAWN_PID
   EDGE_CACHE=$cache
   wait_for 10 NSX edge curl -sf -o /dev/null "http://$EDGE_IP:$EDGE_PORT/swarm/v1/key" ||
@@ -356,13 +449,14 @@ edge_start() {
   [ -n "$EDGE_KEY" ] || die "edge logged no public_key"
   NSX edge curl -sf -o /dev/null "http://$EDGE_IP:$EDGE_PORT$FILE_PATH" || die "edge warm-up failed"
   NSX edge curl -sf -o /dev/null "http://$EDGE_IP:$EDGE_PORT/swarm/v1/manifest?url=$FILE_PATH" || die "edge manifest warm-up failed"
+  wait_for 5 edge_admin GET /usage || die "edge admin listener: GET /usage failed"
 }
 
 _edge_died() { proc_done edge; }
 
 edge_stop() {
   stop_pids "$EDGE_PID"
-  rm -rf -- "$EDGE_CACHE"
+  rm -rf -- "$EDGE_CACHE" "$EDGE_CACHE.yaml"
 }
 
 # ---------------------------------------------------------------- system runs
@@ -401,12 +495,32 @@ proc_exit_desc() {
          else "exit code \(.exit_code)" end' "$PROC_DIR/$1.stats" 2>/dev/null || echo "no stats"
 }
 
-# peer_record K DONE COMPLETION_S EDGE_BYTES PEER_BYTES SHA_OK [ERROR]
+# peer_record K DONE COMPLETION_S EDGE_BYTES PEER_BYTES SHA_OK [ERROR] [MANAGED_BYTES]
 peer_record() {
   jq -cn --argjson peer "$1" --arg isp "$(peer_isp "$1")" --argjson done "$2" --argjson c "$3" \
-    --argjson eb "$4" --argjson pb "$5" --argjson ok "$6" --arg err "${7:-}" \
-    '{peer:$peer, isp:$isp, done:$done, completion_s:$c, edge_bytes:$eb, peer_bytes:$pb, sha256_ok:$ok}
+    --argjson eb "$4" --argjson pb "$5" --argjson ok "$6" --arg err "${7:-}" --argjson mb "${8:-0}" \
+    '{peer:$peer, isp:$isp, done:$done, completion_s:$c, edge_bytes:$eb, peer_bytes:$pb, managed_bytes:$mb, sha256_ok:$ok}
      + (if $err == "" then {} else {error:$err} end)'
+}
+
+# churn_start DIR AT: with --churn, start the killer of this run's plan
+# ($CHURN_PLAN): each victim's process (pK, under `tbtool run`) gets SIGKILL
+# at its moment after AT; its log is DIR/churn.jsonl. Sets CHURN_PID
+# (empty without churn).
+churn_start() {
+  CHURN_PID=
+  [ -n "${CHURN_PLAN:-}" ] || return 0
+  "$BIN/tbtool" churn --plan "$CHURN_PLAN" --at "$2" --stats-dir "$PROC_DIR" --out "$1/churn.jsonl" \
+    --deadline-s "$(system_timeout)" </dev/null >/dev/null 2>"$PROC_DIR/churn.err" &
+  CHURN_PID=$!
+  record_pid "$CHURN_PID" churn
+}
+
+# churn_stop: stop the killer once every peer is done or dead (a victim
+# whose moment has not come had finished before it).
+churn_stop() {
+  [ -z "${CHURN_PID:-}" ] || stop_pids "$CHURN_PID"
+  CHURN_PID=
 }
 
 # start_offset_s NAME AT: seconds from the common start AT to the process's exec.

@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
 # The netns testbed: a small emulated internet on one machine, and the
-# flash-crowd scenario run side by side for several systems.
+# flash-crowd and stream scenarios run side by side for several systems.
 #
 #   bench/testbed/run.sh flashcrowd [--peers N] [--size BYTES] [--edge-up MBIT]
 #       [--peer-up MBIT] [--peer-down MBIT] [--rtt MS] [--runs K]
-#       [--systems edgeswarm,cdn,libtorrent,transmission] [--out DIR]
+#       [--systems edgeswarm,cdn,libtorrent,transmission (scenarios: edgeswarm,cdn)] [--out DIR]
 #       [--queue-ms MS] [--verify-seconds S] [--timeout S] [--mtu BYTES]
 #       [--cc cubic|bbr|...] [--tso-segs N]
+#       [--pids 1|2] [--cross-pid allow|deny|managed-only]
+#       [--managed M] [--managed-up MBIT] [--churn F] [--seed S]
 #   bench/testbed/run.sh stream [--peers 16] [--bitrate MBIT] [--join-every S]
 #       [--play-seconds S] [--fast-start on|off|auto] [--size BYTES] [--edge-up 24]
 #       [--peer-up MBIT] [--peer-down MBIT] [--rtt MS] [--runs K] [--systems edgeswarm,cdn]
 #   bench/testbed/run.sh cleanup [--force]   # leftovers of earlier runs
+#
+# Scenarios, as `edgeswarm demo` has them (edgeswarm and cdn only; they
+# compose): --pids 2 gives the edge a network map (ISP-A one location,
+# ISP-B the other) and --cross-pid; --managed M adds M managed caches
+# (cache j in ISP j mod 2, links of --managed-up Mbit/s, default 200)
+# that the edge orders to fetch the file before edgeswarm's crowd;
+# --churn F SIGKILLs floor(F*N) seeded peers (seed S+k-1 in run k) at
+# moments in [5 %, 80 %] of the fluid bound, the same for every system.
 #
 # Root only. Install the tools first: bench/testbed/install.sh [--bt].
 # JSON lines on stdout (one "testbed" line, one "run" line per system and run,
@@ -29,7 +39,7 @@ for f in "$HERE"/systems/*.sh; do
   source "$f"
 done
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 [ $# -ge 1 ] || usage
 cmd=$1; shift
@@ -47,11 +57,12 @@ case "$cmd" in
 esac
 
 PEERS=20 SIZE=64MiB EDGE_UP=100 PEER_UP=20 PEER_DOWN=100 RTT_MS=20 RUNS=1
-SYSTEMS=edgeswarm,cdn,libtorrent,transmission OUT=""
+SYSTEMS="" OUT="" QUEUE_MS=50 VERIFY_S=4 TIMEOUT_S="" MTU=1500 TCP_CC="" TSO_SEGS=""
+PIDS=1 CROSS_PID=allow MANAGED=0 MANAGED_UP=200 CHURN=0 SEED=1
 BITRATE=4 JOIN_EVERY=2 PLAY_S=30 FAST_START=on
-if [ "$cmd" = stream ]; then PEERS=16 SIZE=32MiB EDGE_UP=24 SYSTEMS=edgeswarm,cdn; fi
-OUT="" QUEUE_MS=50 VERIFY_S=4 TIMEOUT_S="" MTU=1500 TCP_CC="" TSO_SEGS=""
+if [ "$cmd" = stream ]; then PEERS=16 SIZE=32MiB EDGE_UP=24; fi
 while [ $# -gt 0 ]; do
+  [ $# -ge 2 ] || { log "flag $1 needs a value"; usage; }
   case "$1" in
     --peers) PEERS=$2 ;;
     --size) SIZE=$2 ;;
@@ -68,6 +79,12 @@ while [ $# -gt 0 ]; do
     --mtu) MTU=$2 ;;
     --cc) TCP_CC=$2 ;;
     --tso-segs) TSO_SEGS=$2 ;;
+    --pids) PIDS=$2 ;;
+    --cross-pid) CROSS_PID=$2 ;;
+    --managed) MANAGED=$2 ;;
+    --managed-up) MANAGED_UP=$2 ;;
+    --churn) CHURN=$2 ;;
+    --seed) SEED=$2 ;;
     --bitrate) BITRATE=$2 ;;
     --join-every) JOIN_EVERY=$2 ;;
     --play-seconds) PLAY_S=$2 ;;
@@ -85,6 +102,38 @@ case "$FAST_START" in on|off|auto) ;; *) die "--fast-start on|off|auto" ;; esac
 for v in "$EDGE_UP" "$PEER_UP" "$PEER_DOWN" "$RTT_MS" "$QUEUE_MS" "$VERIFY_S" "$BITRATE" "$JOIN_EVERY" "$PLAY_S"; do
   [[ $v =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "bad number $v"
 done
+# the scenarios (edgeswarm demo's --pids, --cross-pid, --managed, --churn)
+[[ $PIDS =~ ^[12]$ ]] || die "--pids $PIDS: 1 (no network map) or 2 (ISP-A and ISP-B, one location each)"
+case "$CROSS_PID" in allow|deny|managed-only) ;; *) die "--cross-pid $CROSS_PID: allow, deny or managed-only" ;; esac
+[ "$CROSS_PID" = allow ] || [ "$PIDS" = 2 ] || die "--cross-pid $CROSS_PID needs --pids 2 (with one location there is nothing across)"
+[[ $MANAGED =~ ^[0-9]+$ ]] && [ "$MANAGED" -le 16 ] || die "--managed $MANAGED: 0..16 managed caches"
+[[ $MANAGED_UP =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk -v r="$MANAGED_UP" 'BEGIN { exit !(r > 0) }' || die "--managed-up $MANAGED_UP: a rate in Mbit/s above 0"
+[[ $CHURN =~ ^(0|0?\.[0-9]+)$ ]] || die "--churn $CHURN: a fraction of the peers in [0, 1) (one must survive), e.g. 0.5"
+[[ $SEED =~ ^[0-9]+$ ]] && [ ${#SEED} -le 18 ] || die "--seed $SEED: a non-negative integer"
+if awk -v c="$CHURN" 'BEGIN { exit !(c > 0) }'; then
+  CHURN_KILLS=$(awk -v c="$CHURN" -v n="$PEERS" 'BEGIN { k = int(c * n); if (k > n - 1) k = n - 1; print k }')
+  [ "$CHURN_KILLS" -ge 1 ] || die "--churn $CHURN with $PEERS peers kills nobody (floor($CHURN x $PEERS) = 0)"
+  CHURN=$(awk -v c="$CHURN" 'BEGIN { printf "%g", c }') # JSON-safe: .5 -> 0.5
+else
+  CHURN=0 CHURN_KILLS=0
+fi
+SCENARIO=0
+[ "$PIDS" = 1 ] && [ "$MANAGED" = 0 ] && [ "$CHURN" = 0 ] || SCENARIO=1
+if [ "$cmd" = stream ]; then
+  [ "$SCENARIO" = 0 ] || die "stream: --pids, --managed and --churn are flash-crowd scenarios"
+  SYSTEMS=${SYSTEMS:-edgeswarm,cdn}
+  for s in ${SYSTEMS//,/ }; do
+    case "$s" in edgeswarm|cdn) ;; *) die "stream: only the systems edgeswarm and cdn, not $s" ;; esac
+  done
+fi
+if [ -z "$SYSTEMS" ]; then
+  SYSTEMS=edgeswarm,cdn,libtorrent,transmission
+  [ "$SCENARIO" = 0 ] || SYSTEMS=edgeswarm,cdn
+elif [ "$SCENARIO" = 1 ]; then
+  for s in ${SYSTEMS//,/ }; do
+    case "$s" in edgeswarm|cdn) ;; *) die "--pids/--managed/--churn: only the systems edgeswarm and cdn run these scenarios, not $s" ;; esac
+  done
+fi
 for c in ip tc iptables curl jq sysctl sha256sum awk go; do
   command -v $c >/dev/null 2>&1 || die "$c missing: run bench/testbed/install.sh"
 done
@@ -139,6 +188,7 @@ DELAY_US=$(awk -v r="$RTT_MS" 'BEGIN { printf "%d", r * 1000 / 4 }')
 mkdir -p "$WORK/origin"
 FILE_SHA=$("$BIN/tbtool" mkfile --size "$FILE_BYTES" --out "$WORK/origin/file.bin")
 log "run $RUN_ID: $PEERS peers, file $FILE_BYTES bytes, edge up ${EDGE_UP} Mbit/s, peers ${PEER_UP}/${PEER_DOWN} Mbit/s up/down, RTT ${RTT_MS} ms (one-way delay $((2 * DELAY_US)) us), MTU $MTU, systems ${SYSTEMS}, ${RUNS} run(s)"
+[ "$SCENARIO" = 0 ] || log "scenario: $PIDS location(s)$([ "$PIDS" = 1 ] || echo ", cross-pid $CROSS_PID"), $MANAGED managed cache(s)$([ "$MANAGED" = 0 ] || echo " at ${MANAGED_UP} Mbit/s"), churn $CHURN$([ "$CHURN" = 0 ] || echo " ($CHURN_KILLS of $PEERS peers killed, seed $SEED + run - 1)")"
 
 topo_up
 origin_start
@@ -182,10 +232,12 @@ testbed_line=$(jq -cn --arg id "$RUN_ID" --argjson peers "$PEERS" --argjson fb "
   --argjson rtt_set "$RTT_MS" --argjson d_us "$DELAY_US" --argjson re "$rtt_edge" --argjson rc "$rtt_cross" \
   --argjson rs "$rtt_same" --argjson mtu "$MTU" --arg dsched "${DELAYLINE_SCHED[*]:-none}" --argjson down "$sh_down" --argjson up "$sh_up" --argjson q "$QUEUE_MS" \
   --arg cc "$(NSX p0 sysctl -n net.ipv4.tcp_congestion_control)" --argjson tso "$(NSX p0 sysctl -n net.ipv4.tcp_min_tso_segs)" --arg kernel "$(uname -r)" --argjson cores "$(nproc)" \
+  --argjson pids "$PIDS" --arg crosspid "$CROSS_PID" --argjson managed "$MANAGED" --argjson mup "$MANAGED_UP" --argjson churn "$CHURN" --argjson seed "$SEED" \
   '{type:"testbed", run_id:$id, peers:$peers, file_bytes:$fb, rtt_set_ms:$rtt_set, one_way_delay_us:(2*$d_us), topology:"one core router; origin, edge and each peer on its own routed veth; peers alternate between ISP-A 10.77.16.0/20 and ISP-B 10.77.32.0/20", delay_model:"one delay-line pass per packet: the router adds RTT/2 to every packet it forwards onto the edge or a peer access link", mtu:$mtu,
     rtt_ms:{peer_edge:$re, peer_peer_cross_isp:$rc, peer_peer_same_isp:$rs},
     shaping:{download:$down, upload:$up, ok:($down.ok and $up.ok), judged_against:"0.95 x set rate, +-10 %"},
-    tbf_queue_ms:$q, delayline_sched:$dsched, tcp_congestion_control:$cc, tcp_min_tso_segs:$tso, kernel:$kernel, cores:$cores}')
+    tbf_queue_ms:$q, delayline_sched:$dsched, tcp_congestion_control:$cc, tcp_min_tso_segs:$tso, kernel:$kernel, cores:$cores,
+    scenario:{pids:$pids, cross_pid:$crosspid, managed:$managed, managed_up_mbit:$mup, churn:$churn, seed:$seed}}')
 echo "$testbed_line" | tee -a "$RESULTS"
 log "RTT (TCP connect, median): peer-edge $(jq -r .median_ms <<<"$rtt_edge") ms, peer-peer cross-ISP $(jq -r .median_ms <<<"$rtt_cross") ms$( [ "$rtt_same" = null ] || echo ", same ISP $(jq -r .median_ms <<<"$rtt_same") ms") (set ${RTT_MS} ms)"
 log "shaping: download $(jq -r '"\(.measured_mbit) Mbit/s vs \(.expected_goodput_mbit) expected (\(.error*100|round)%)"' <<<"$sh_down"), upload $(jq -r '"\(.measured_mbit) Mbit/s vs \(.expected_goodput_mbit) expected (\(.error*100|round)%)"' <<<"$sh_up")"
@@ -214,10 +266,7 @@ run_system() { # SYSTEM RUN
   PROC_DIR=$dir/proc
   mkdir -p "$PROC_DIR"
   : >"$PROC_DIR/procs"
-  zero_counters
-  "$BIN/tbtool" cpusnap --pids "$DL_PIDS" >"$dir/cpu-before.json"
-  sleep 1.1 # the delay lines write their stats every second
-  delayline_snapshot "$dir/delayline-before.jsonl"
+  crowd_mark "$dir"
   log "$sys run $run: start"
   if ! "sys_${sys}_run" "$dir"; then
     log "$sys run $run: the system reported a failure (see $OUT/runs/$sys-$run)"
@@ -233,9 +282,17 @@ run_system() { # SYSTEM RUN
     --cpu-before "$dir/cpu-before.json" --cpu-after "$dir/cpu-after.json" \
     --delayline-before "$dir/delayline-before.jsonl" --delayline-after "$dir/delayline-after.jsonl" \
     $( [ -f "$dir/settings.json" ] && echo --settings "$dir/settings.json" ) \
-    $( [ -f "$dir/totals.json" ] && echo --totals "$dir/totals.json" ))
+    $( [ -f "$dir/totals.json" ] && echo --totals "$dir/totals.json" ) \
+    --pids "$PIDS" --cross-pid "$CROSS_PID" --managed "$MANAGED" --managed-up "$MANAGED_UP" --churn "$CHURN" --seed "$RUN_SEED" \
+    $( [ -n "${CHURN_PLAN:-}" ] && echo --churn-plan "$CHURN_PLAN" ) \
+    $( [ -f "$dir/churn.jsonl" ] && echo --churn-log "$dir/churn.jsonl" ) \
+    $( [ -f "$dir/usage-before.json" ] && echo --usage-before "$dir/usage-before.json" ) \
+    $( [ -f "$dir/usage-after.json" ] && echo --usage-after "$dir/usage-after.json" --usage-url "$FILE_PATH" ) \
+    $( [ -f "$dir/preposition.json" ] && echo --preposition "$dir/preposition.json" ) \
+    $( [ -f "$PROC_DIR/procs-caches" ] && echo --cache-procs-file "$PROC_DIR/procs-caches" ))
   echo "$line" | tee -a "$RESULTS"
   log "$sys run $run: $(jq -r '"completion min/median/max \(.completion_s.min)/\(.completion_s.median)/\(.completion_s.max) s, bound \(.fluid_bound_s) s, ratio \(.ratio_to_bound), offload \(.offload) (limit \(.offload_limit)), cpu \(.cpu_s) s, delay line cpu \(.delayline_cpu_s) s late \(.delayline_late_ms) ms, machine busy \(.machine_cpu.busy_frac), ok \(.ok)"' <<<"$line")"
+  [ "$SCENARIO" = 0 ] || log "$sys run $run: $(jq -r "$SCENARIO_JQ" <<<"$line")"
   # keep the small files, drop the downloaded copies
   keep=$OUT/runs/$sys-$run
   mkdir -p "$keep/proc"
@@ -246,7 +303,26 @@ run_system() { # SYSTEM RUN
   rm -rf -- "$dir"
 }
 
+# the scenario's figures of a run or median line, for the log and the summary
+SCENARIO_JQ='def mb: . / 1e6 | round; [
+  (if .pids > 1 then "cross-ISP \(.cross_isp_bytes | mb) MB, same-ISP \(.same_isp_bytes | mb) MB (wire)"
+     + (if .edge_usage then ", edge usage: cross-PID \(.edge_usage.cross_pid_bytes | mb) MB" else "" end)
+     + (if .same_pid_peer_share then ", same-PID share of peer bytes \(.same_pid_peer_share)" else "" end) else empty end),
+  (if .managed > 0 then "edge \(.edge_bytes | mb) MB, from managed caches \(.bytes_from_managed | mb) MB"
+     + (if .preposition_s then ", pre-positioning \(.preposition_s) s" else " (no caches)" end) else empty end),
+  (if .churn > 0 then "killed \(.killed) (\(.killed_after_completing) after completing), survivors \(.survivors), completed \(.completed)" else empty end)
+] | join("; ")'
+
+CHURN_PLAN=
 for ((run = 1; run <= RUNS; run++)); do
+  RUN_SEED=$((SEED + run - 1))
+  if [ "$CHURN" != 0 ]; then
+    CHURN_PLAN=$WORK/churn-plan-$run.jsonl
+    "$BIN/tbtool" churnplan --peers "$PEERS" --frac "$CHURN" --file-bytes "$FILE_BYTES" --edge-up "$EDGE_UP" \
+      --peer-up "$PEER_UP" --peer-down "$PEER_DOWN" --seed "$RUN_SEED" >"$CHURN_PLAN" || die "churn plan failed"
+    cp "$CHURN_PLAN" "$OUT/runs/churn-plan-$run.jsonl"
+    log "run $run: churn plan (seed $RUN_SEED): $(jq -r '"p\(.peer)@\(.at_s)s"' "$CHURN_PLAN" | tr '\n' ' ')"
+  fi
   for sys in "${SYSTEM_LIST[@]}"; do
     run_system "$sys" "$run"
   done
@@ -269,6 +345,17 @@ done
     while IFS=$'\t' read -r s n a b c d e f g h i; do
       printf '%-13s %5s %9s %9s %9s %8s %7s %8s %8s %7s %4s\n' "$s" "$n" "$a" "$b" "$c" "$d" "$e" "$f" "$g" "$h" "$i"
     done
+  if [ "$SCENARIO" = 1 ]; then
+    echo "scenario: $PIDS location(s)$([ "$PIDS" = 1 ] || echo ", --cross-pid $CROSS_PID"), $MANAGED managed cache(s)$([ "$MANAGED" = 0 ] || echo " at ${MANAGED_UP} Mbit/s"), churn $CHURN (medians):"
+    jq -r "select(.type==\"median\") | \"  \(.system): \" + ($SCENARIO_JQ)" "$RESULTS"
+    jq -r 'select(.type=="summary") | .notes[]? | "note: \(.)"' "$RESULTS"
+    if [ "$PIDS" = 2 ]; then
+      jq -r --arg mode "$CROSS_PID" 'select(.type=="median" and .system=="edgeswarm") |
+        if $mode == "deny" then "check (deny): cross-ISP bytes on the wire \(.cross_isp_bytes) (\(.cross_isp_bytes / ((.peer_wire_up_bytes + .cache_wire_up_bytes) | if . > 0 then . else 1 end) * 1000 | round / 10) % of what peers and caches sent): only control traffic may cross"
+        elif $mode == "allow" then "check (allow): same-PID share of peer bytes \(.same_pid_peer_share // "n/a") (want >= 0.8)"
+        else empty end' "$RESULTS"
+    fi
+  fi
   jq -r 'select(.type=="median" and .cpu_bound) | "WARNING: \(.system): the machine was \(.machine_cpu.busy_frac*100|round) % busy during the runs (CPU-bound: the figures measure CPU, not only the network)"' "$RESULTS"
   jq -r 'select(.type=="summary") | "edgeswarm_vs_bittorrent: \(.edgeswarm_vs_bittorrent // "n/a (needs edgeswarm and libtorrent)")"' "$RESULTS"
   jq -r 'select(.type=="skipped") | "skipped \(.system): \(.reason)"' "$RESULTS" | sort -u

@@ -4,8 +4,8 @@
 //   - completion_cdf.svg: the completion-time CDF of every system's peers
 //     (all runs pooled), with the fluid-model bound as a dashed line;
 //
-//   - bytes_by_source.svg: per system, the bytes peers received from the edge
-//     and from other peers (median over runs), stacked.
+//   - bytes_by_source.svg: per system, the bytes peers received from the edge,
+//     from other peers and from managed caches (median over runs), stacked.
 //
 //     plot --in results.jsonl --out DIR
 package main
@@ -32,6 +32,7 @@ type line struct {
 	FluidBoundS float64   `json:"fluid_bound_s"`
 	EdgeBytes   float64   `json:"edge_bytes"`
 	PeerBytes   float64   `json:"peer_bytes"`
+	CacheBytes  float64   `json:"bytes_from_managed"`
 	Offload     float64   `json:"offload"`
 	OffloadLim  float64   `json:"offload_limit"`
 	PerPeerS    []float64 `json:"per_peer_s"`
@@ -257,7 +258,7 @@ func barsSVG(runs, medians []line) string {
 	const mib = 1 << 20
 	ymax := 0.0
 	for _, l := range bars {
-		ymax = math.Max(ymax, (l.EdgeBytes+l.PeerBytes)/mib)
+		ymax = math.Max(ymax, (l.EdgeBytes+l.PeerBytes+l.CacheBytes)/mib)
 	}
 	need := float64(bars[0].Peers) * float64(bars[0].FileBytes) / mib
 	ymax = math.Max(ymax, need)
@@ -280,12 +281,15 @@ func barsSVG(runs, medians []line) string {
 	bw := math.Min(90, slot*0.6)
 	for i, l := range bars {
 		x := L + slot*float64(i) + (slot-bw)/2
-		e, p := l.EdgeBytes/mib, l.PeerBytes/mib
+		e, p, c := l.EdgeBytes/mib, l.PeerBytes/mib, l.CacheBytes/mib
 		fmt.Fprintf(&s.b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#1f77b4"/>`+"\n", x, Y(e), bw, Y(0)-Y(e))
 		fmt.Fprintf(&s.b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#ff7f0e"/>`+"\n", x, Y(e+p), bw, Y(e)-Y(e+p))
+		if c > 0 {
+			fmt.Fprintf(&s.b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#2ca02c"/>`+"\n", x, Y(e+p+c), bw, Y(e+p)-Y(e+p+c))
+		}
 		s.text(x+bw/2, T+ph+16, "middle", l.System, "")
-		if e+p > 0 {
-			s.text(x+bw/2, Y(e+p)+16, "middle", fmt.Sprintf("offload %.0f%%", l.Offload*100), `fill="white" font-weight="bold"`)
+		if e+p+c > 0 {
+			s.text(x+bw/2, Y(e+p+c)+16, "middle", fmt.Sprintf("offload %.0f%%", l.Offload*100), `fill="white" font-weight="bold"`)
 		} else {
 			s.text(x+bw/2, Y(0)-6, "middle", "no data", `fill="#555"`)
 		}
@@ -295,12 +299,19 @@ func barsSVG(runs, medians []line) string {
 			s.line(x-6, Y(m), x+bw+6, Y(m), `stroke="black" stroke-width="2" stroke-dasharray="3,2"`)
 		}
 	}
-	for i, it := range []struct{ c, t string }{{"#1f77b4", "from the edge"}, {"#ff7f0e", "from peers"}} {
+	legend := []struct{ c, t string }{{"#1f77b4", "from the edge"}, {"#ff7f0e", "from peers"}}
+	for _, l := range bars {
+		if l.CacheBytes > 0 {
+			legend = append(legend, struct{ c, t string }{"#2ca02c", "from managed caches"})
+			break
+		}
+	}
+	for i, it := range legend {
 		ly := float64(T + 10 + 22*i)
 		fmt.Fprintf(&s.b, `<rect x="%.1f" y="%.1f" width="16" height="12" fill="%s"/>`+"\n", L+pw+14, ly-8, it.c)
 		s.text(L+pw+36, ly+3, "start", it.t, "")
 	}
-	ly := float64(T + 10 + 44)
+	ly := float64(T + 10 + 22*len(legend))
 	s.line(L+pw+12, ly-2, L+pw+32, ly-2, `stroke="black" stroke-width="2" stroke-dasharray="3,2"`)
 	s.text(L+pw+36, ly+3, "start", "edge bytes at the", "")
 	s.text(L+pw+36, ly+17, "start", "offload limit", "")

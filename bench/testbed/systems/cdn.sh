@@ -1,6 +1,8 @@
 # shellcheck shell=bash
 # System "cdn": CDN only. The same edge; every peer runs, at one common
 # moment, `curl -o OUT http://EDGE/file.bin`. Edge bytes = all bytes.
+# With --pids/--managed the edge is configured as edgeswarm's is, but there
+# are no managed caches: CDN-only is what they are compared with.
 # Contract: see systems/edgeswarm.sh.
 
 sys_cdn_available() { command -v curl >/dev/null || { echo "curl missing"; return 1; }; }
@@ -19,7 +21,9 @@ sys_cdn_run() {
       "http://$EDGE_IP:$EDGE_PORT$FILE_PATH"
     pids+=("$SPAWN_PID")
   done
+  churn_start "$dir" "$at" # --churn: the same victims at the same moments as edgeswarm's
   wait_peers "$tmo" _cdn_done _edge_died || rc=1
+  churn_stop
   stop_pids "${pids[@]}"
   edge_stop
   : >"$dir/peers.jsonl"

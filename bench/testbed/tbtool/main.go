@@ -13,6 +13,9 @@
 //	tbtool cpusnap [--pids P,P]                      /proc/stat and per-PID CPU seconds, as JSON
 //	tbtool summarize ...                             one system run -> the JSON line (see summarize.go)
 //	tbtool aggregate FILE                            run lines -> median line per system + summary line
+//	tbtool churnplan --peers N --frac F --file-bytes B --edge-up --peer-up --peer-down [--seed S]
+//	                                                 seeded victims and moments, in [5 %, 80 %] of the fluid bound
+//	tbtool churn --plan F --at UNIXNS --stats-dir D --out F   SIGKILL the victims at their moments (scenario.go)
 package main
 
 import (
@@ -34,6 +37,8 @@ func main() {
 		"cpusnap":   cmdCPUSnap,
 		"summarize": cmdSummarize,
 		"aggregate": cmdAggregate,
+		"churnplan": cmdChurnPlan,
+		"churn":     cmdChurn,
 	}
 	f, ok := cmds[os.Args[1]]
 	if !ok {
@@ -53,6 +58,6 @@ type exitError int
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: tbtool run|sink|rtt|xfer|mkfile|size|cpusnap|summarize|aggregate ... (see the source's doc comment)")
+	fmt.Fprintln(os.Stderr, "usage: tbtool run|sink|rtt|xfer|mkfile|size|cpusnap|summarize|aggregate|churnplan|churn ... (see the source's doc comment)")
 	os.Exit(2)
 }

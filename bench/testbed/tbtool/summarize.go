@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"slices"
@@ -28,8 +29,10 @@ type peerRecord struct {
 	CompletionS float64 `json:"completion_s"`
 	EdgeBytes   int64   `json:"edge_bytes"`
 	PeerBytes   int64   `json:"peer_bytes"`
-	SHA256OK    bool    `json:"sha256_ok"`
-	Error       string  `json:"error,omitempty"`
+	// ManagedBytes came from managed caches (edgeswarm get's bytes_from_managed).
+	ManagedBytes int64  `json:"managed_bytes"`
+	SHA256OK     bool   `json:"sha256_ok"`
+	Error        string `json:"error,omitempty"`
 }
 
 type completion struct {
@@ -83,6 +86,41 @@ type runLine struct {
 	PerPeerS      []float64       `json:"per_peer_s,omitempty"`
 	Settings      json.RawMessage `json:"settings,omitempty"`
 	Errors        []string        `json:"errors,omitempty"`
+
+	// Network locations (run.sh --pids, --cross-pid). SameISPBytes: bytes the
+	// core forwarded between two addresses of one ISP (peers and managed
+	// caches; headers included), the same-ISP counterpart of CrossISPBytes;
+	// SameISPShare = same / (same + cross), the wire's view. SamePIDPeerShare
+	// is the peers' own view: of the peer bytes receivers reported to the edge
+	// between two known locations, the share inside one (absent when not
+	// measurable: no network map, no peer bytes). EdgeUsage is the edge's
+	// GET /usage account of the crowd (edgeswarm only).
+	PIDs             int        `json:"pids"`
+	CrossPID         string     `json:"cross_pid"`
+	SameISPBytes     int64      `json:"same_isp_bytes"`
+	SameISPShare     *float64   `json:"same_isp_share,omitempty"`
+	SamePIDPeerShare *float64   `json:"same_pid_peer_share,omitempty"`
+	EdgeUsage        *edgeUsage `json:"edge_usage,omitempty"`
+	// Managed caches (--managed, --managed-up): bytes the crowd took from
+	// them (the peers' count), how long pre-positioning took before the
+	// crowd (absent where there are no caches), the caches' bytes on the
+	// wire during the crowd and their CPU (pre-positioning included). The
+	// fluid bound is the plain one (edge + peers): caches add capacity.
+	Managed          int      `json:"managed"`
+	ManagedUpMbit    float64  `json:"managed_up_mbit"`
+	BytesFromManaged int64    `json:"bytes_from_managed"`
+	PrePositionS     *float64 `json:"preposition_s,omitempty"`
+	CacheWireBytes   int64    `json:"cache_wire_up_bytes"`
+	ManagedCPUS      float64  `json:"managed_cpu_s"`
+	// Churn (--churn, --seed): the planned victims (all of them count as
+	// killed, also those done before their moment: KilledAfterCompleting);
+	// completion, Completed and OK are the survivors'.
+	Churn                 float64 `json:"churn"`
+	Seed                  uint64  `json:"seed"`
+	Killed                int     `json:"killed"`
+	KilledAfterCompleting int     `json:"killed_after_completing"`
+	Survivors             int     `json:"survivors"`
+	KilledPeers           []int   `json:"killed_peers,omitempty"`
 }
 
 const boundRatesNote = "configured rates, not scaled by 0.95 for headers (a perfect system scores ~1.05)"
@@ -125,7 +163,10 @@ func readJSONFile(path string, v any) error {
 	return json.Unmarshal(b, v)
 }
 
-func cmdSummarize(args []string) error {
+func cmdSummarize(args []string) error { return summarize(args, os.Stdout) }
+
+// summarize writes one system run's line to w.
+func summarize(args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("summarize", flag.ContinueOnError)
 	var l runLine
 	fs.StringVar(&l.System, "system", "", "system name")
@@ -146,6 +187,19 @@ func cmdSummarize(args []string) error {
 	totals := fs.String("totals", "", "JSON {edge_bytes, peer_bytes}: system-level byte totals that replace the sums of the peer records")
 	dlBefore := fs.String("delayline-before", "", "the delay lines' stats (JSON lines) before the run")
 	dlAfter := fs.String("delayline-after", "", "the delay lines' stats (JSON lines) after the run")
+	fs.IntVar(&l.PIDs, "pids", 1, "network locations (1: no network map)")
+	fs.StringVar(&l.CrossPID, "cross-pid", "allow", "the edge's cross-PID mode")
+	fs.IntVar(&l.Managed, "managed", 0, "managed caches")
+	fs.Float64Var(&l.ManagedUpMbit, "managed-up", 0, "managed cache link rate, Mbit/s")
+	fs.Float64Var(&l.Churn, "churn", 0, "fraction of the peers killed")
+	fs.Uint64Var(&l.Seed, "seed", 1, "seed of the churn plan")
+	churnPlanFile := fs.String("churn-plan", "", "the churn plan (JSON lines {peer, at_s}): its peers are the victims")
+	churnLog := fs.String("churn-log", "", "the killer's log (JSON lines)")
+	usageBefore := fs.String("usage-before", "", "the edge's GET /usage at the crowd's start (absent: a fresh edge)")
+	usageAfter := fs.String("usage-after", "", "the edge's GET /usage after the crowd")
+	usageURL := fs.String("usage-url", "", "the object's path in the usage (empty: every object)")
+	prepos := fs.String("preposition", "", "JSON {preposition_s}: the managed caches' pre-positioning")
+	cacheProcs := fs.String("cache-procs-file", "", "like --procs-file, for the managed caches")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -164,11 +218,49 @@ func cmdSummarize(args []string) error {
 	if err != nil {
 		return err
 	}
+	victims := map[int]bool{}
+	if *churnPlanFile != "" {
+		plan, err := readJSONLines[kill](*churnPlanFile)
+		if err != nil {
+			return err
+		}
+		for _, k := range plan {
+			victims[k.Peer] = true
+			l.KilledPeers = append(l.KilledPeers, k.Peer)
+		}
+		slices.Sort(l.KilledPeers)
+	}
+	if *churnLog != "" {
+		log, err := readJSONLines[killRecord](*churnLog)
+		if err != nil {
+			l.Errors = append(l.Errors, "churn log: "+err.Error())
+		}
+		for _, k := range log {
+			if k.KillError != "" {
+				l.Errors = append(l.Errors, fmt.Sprintf("churn: peer %d: %s", k.Peer, k.KillError))
+			}
+		}
+	}
+	l.Killed = len(victims)
+	l.Survivors = l.Peers - l.Killed
 	l.SHA256OK = len(recs) == l.Peers
 	var done []float64
 	for _, r := range recs {
 		l.EdgeBytes += r.EdgeBytes
 		l.PeerBytes += r.PeerBytes
+		l.BytesFromManaged += r.ManagedBytes
+		if victims[r.Peer] {
+			// A victim's figures are not the crowd's; its bytes, if it
+			// reported them, are.
+			if r.Done {
+				l.KilledAfterCompleting++
+				if !r.SHA256OK {
+					l.SHA256OK = false
+					l.Errors = append(l.Errors, fmt.Sprintf("peer %d (killed after completing): %s", r.Peer, r.Error))
+				}
+			}
+			continue
+		}
 		if r.Done {
 			done = append(done, r.CompletionS)
 		}
@@ -200,38 +292,66 @@ func cmdSummarize(args []string) error {
 			l.EdgeBytes, l.PeerBytes = *t.Edge, *t.Peer
 		}
 	}
-	if t := l.EdgeBytes + l.PeerBytes; t > 0 {
-		l.Offload = float64(l.PeerBytes) / float64(t)
+	if t := l.EdgeBytes + l.PeerBytes + l.BytesFromManaged; t > 0 {
+		l.Offload = float64(l.PeerBytes+l.BytesFromManaged) / float64(t)
 	}
-	l.OK = l.Completed == l.Peers && l.SHA256OK && len(l.Errors) == 0
+	l.OK = l.Completed == l.Survivors && l.SHA256OK && len(l.Errors) == 0
 
-	if *procsFile != "" {
-		b, err := os.ReadFile(*procsFile)
-		if err != nil {
-			return err
-		}
-		for _, p := range strings.Fields(string(b)) {
-			var st runStats
-			if err := readJSONFile(p, &st); err != nil {
-				l.Errors = append(l.Errors, "cpu: "+err.Error())
-				continue
-			}
-			if st.Running {
-				l.Errors = append(l.Errors, "cpu: still running: "+p)
-			}
-			l.CPUS += st.UserS + st.SysS
-		}
+	if l.CPUS, err = procsCPU(*procsFile, &l.Errors); err != nil {
+		return err
+	}
+	if l.ManagedCPUS, err = procsCPU(*cacheProcs, &l.Errors); err != nil {
+		return err
 	}
 	if *countersFile != "" {
 		var c struct {
 			Cross int64 `json:"cross_isp_bytes"`
+			Same  int64 `json:"same_isp_bytes"`
 			Edge  int64 `json:"edge_wire_bytes"`
 			Peer  int64 `json:"peer_wire_up_bytes"`
+			Cache int64 `json:"cache_wire_up_bytes"`
 		}
 		if err := readJSONFile(*countersFile, &c); err != nil {
 			return err
 		}
 		l.CrossISPBytes, l.EdgeWireBytes, l.PeerWireBytes = c.Cross, c.Edge, c.Peer
+		l.SameISPBytes, l.CacheWireBytes = c.Same, c.Cache
+		if t := c.Same + c.Cross; t > 0 {
+			v := float64(c.Same) / float64(t)
+			l.SameISPShare = &v
+		}
+	}
+	if *usageAfter != "" {
+		var before, after *usageReport
+		if *usageBefore != "" {
+			before = new(usageReport)
+			if err := readJSONFile(*usageBefore, before); err != nil {
+				l.Errors = append(l.Errors, "usage before the crowd: "+err.Error())
+				before = nil
+			}
+		}
+		after = new(usageReport)
+		if err := readJSONFile(*usageAfter, after); err != nil {
+			l.Errors = append(l.Errors, "usage after the crowd: "+err.Error())
+		} else {
+			u := usageDelta(before, after, *usageURL)
+			l.EdgeUsage = &u
+			if v, ok := samePIDPeerShare(u); ok {
+				l.SamePIDPeerShare = &v
+			}
+		}
+	}
+	if *prepos != "" {
+		var p struct {
+			S *float64 `json:"preposition_s"`
+		}
+		if err := readJSONFile(*prepos, &p); err != nil {
+			l.Errors = append(l.Errors, "pre-positioning: "+err.Error())
+		} else if p.S == nil {
+			l.Errors = append(l.Errors, "pre-positioning did not finish")
+		} else {
+			l.PrePositionS = p.S
+		}
 	}
 	if *cpuBefore != "" && *cpuAfter != "" {
 		var a, b cpuSnap
@@ -275,7 +395,32 @@ func cmdSummarize(args []string) error {
 		}
 	}
 	round(&l)
-	return json.NewEncoder(os.Stdout).Encode(l)
+	return json.NewEncoder(w).Encode(l)
+}
+
+// procsCPU sums the CPU of the `tbtool run` stats files listed in path
+// (none if path is ""); problems with one file are appended to errs.
+func procsCPU(path string, errs *[]string) (float64, error) {
+	if path == "" {
+		return 0, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, p := range strings.Fields(string(b)) {
+		var st runStats
+		if err := readJSONFile(p, &st); err != nil {
+			*errs = append(*errs, "cpu: "+err.Error())
+			continue
+		}
+		if st.Running {
+			*errs = append(*errs, "cpu: still running: "+p)
+		}
+		sum += st.UserS + st.SysS
+	}
+	return sum, nil
 }
 
 type dlStats struct {
@@ -338,6 +483,13 @@ func round(l *runLine) {
 	for i, v := range l.PerPeerS {
 		l.PerPeerS[i] = r3(v)
 	}
+	l.ManagedCPUS = r3(l.ManagedCPUS)
+	for _, p := range []**float64{&l.SameISPShare, &l.SamePIDPeerShare, &l.PrePositionS} {
+		if *p != nil {
+			v := r3(**p)
+			*p = &v
+		}
+	}
 }
 
 // summaryLine compares the systems' median max completion times.
@@ -349,6 +501,36 @@ type summaryLine struct {
 	EdgeswarmVsTransmission *float64           `json:"edgeswarm_vs_transmission,omitempty"`
 	EdgeswarmVsCDN          *float64           `json:"edgeswarm_vs_cdn,omitempty"`
 	AllOK                   bool               `json:"all_ok"`
+	// Scenario is the runs' network locations, managed caches and churn.
+	Scenario scenario `json:"scenario"`
+	// Notes say how to read the figures of this scenario.
+	Notes []string `json:"notes,omitempty"`
+}
+
+type scenario struct {
+	PIDs          int     `json:"pids"`
+	CrossPID      string  `json:"cross_pid"`
+	Managed       int     `json:"managed"`
+	ManagedUpMbit float64 `json:"managed_up_mbit"`
+	Churn         float64 `json:"churn"`
+	Seed          uint64  `json:"seed"`
+}
+
+// scenarioNotes explains the figures of a scenario.
+func scenarioNotes(sc scenario) []string {
+	var n []string
+	if sc.PIDs > 1 {
+		n = append(n, "cross_isp_bytes and same_isp_bytes are the core router's iptables counts (both directions, headers and control traffic included); "+
+			"edge_usage.cross_pid_bytes and same_pid_peer_share are the peers' own reports to the edge (chunk payload only)")
+	}
+	if sc.Managed > 0 {
+		n = append(n, fmt.Sprintf("the fluid bound counts the edge and the peers only: the %d managed caches add %g Mbit/s of upload capacity, so a ratio below 1 is possible; "+
+			"edge_bytes and the counters cover the crowd, not the pre-positioning (preposition_s)", sc.Managed, float64(sc.Managed)*sc.ManagedUpMbit))
+	}
+	if sc.Churn > 0 {
+		n = append(n, "completion_s, completed and ok are the survivors'; the victims are the same peers at the same moments for every system of a run")
+	}
+	return n
 }
 
 func medianOf(ls []runLine, f func(runLine) float64) float64 {
@@ -360,9 +542,103 @@ func medianOf(ls []runLine, f func(runLine) float64) float64 {
 	return median(v)
 }
 
-// aggregate reads run lines and prints one median line per system (over its
-// OK runs, or all runs if none was OK) and the summary line.
-func cmdAggregate(args []string) error {
+// medianPtr is the median of the runs' values that are present; nil if none is.
+func medianPtr(ls []runLine, f func(runLine) *float64) *float64 {
+	var v []float64
+	for _, l := range ls {
+		if p := f(l); p != nil {
+			v = append(v, *p)
+		}
+	}
+	if len(v) == 0 {
+		return nil
+	}
+	slices.Sort(v)
+	m := median(v)
+	return &m
+}
+
+// medianScenario fills m's scenario fields (network locations, managed
+// caches, churn) from the runs in use: settings copied, figures medians.
+func medianScenario(m *runLine, use []runLine) {
+	f := use[0]
+	m.PIDs, m.CrossPID, m.Managed, m.ManagedUpMbit, m.Churn, m.Seed = f.PIDs, f.CrossPID, f.Managed, f.ManagedUpMbit, f.Churn, f.Seed
+	mi := func(g func(runLine) int64) int64 {
+		return int64(medianOf(use, func(l runLine) float64 { return float64(g(l)) }))
+	}
+	m.SameISPBytes = mi(func(l runLine) int64 { return l.SameISPBytes })
+	m.SameISPShare = medianPtr(use, func(l runLine) *float64 { return l.SameISPShare })
+	m.SamePIDPeerShare = medianPtr(use, func(l runLine) *float64 { return l.SamePIDPeerShare })
+	m.BytesFromManaged = mi(func(l runLine) int64 { return l.BytesFromManaged })
+	m.PrePositionS = medianPtr(use, func(l runLine) *float64 { return l.PrePositionS })
+	m.CacheWireBytes = mi(func(l runLine) int64 { return l.CacheWireBytes })
+	m.ManagedCPUS = medianOf(use, func(l runLine) float64 { return l.ManagedCPUS })
+	m.Killed = int(mi(func(l runLine) int64 { return int64(l.Killed) }))
+	m.KilledAfterCompleting = int(mi(func(l runLine) int64 { return int64(l.KilledAfterCompleting) }))
+	m.Survivors = int(mi(func(l runLine) int64 { return int64(l.Survivors) }))
+	m.EdgeUsage = medianUsage(use)
+}
+
+// medianUsage is the median of each edge usage figure over the runs that
+// have one, pair by pair (a pair missing from a run counts as 0 bytes).
+func medianUsage(use []runLine) *edgeUsage {
+	var us []*edgeUsage
+	for _, l := range use {
+		if l.EdgeUsage != nil {
+			us = append(us, l.EdgeUsage)
+		}
+	}
+	if len(us) == 0 {
+		return nil
+	}
+	med := func(g func(*edgeUsage) float64) float64 {
+		v := make([]float64, len(us))
+		for i, u := range us {
+			v[i] = g(u)
+		}
+		slices.Sort(v)
+		return median(v)
+	}
+	m := &edgeUsage{
+		EdgeBytes:     int64(med(func(u *edgeUsage) float64 { return float64(u.EdgeBytes) })),
+		PeerBytes:     int64(med(func(u *edgeUsage) float64 { return float64(u.PeerBytes) })),
+		CacheBytes:    int64(med(func(u *edgeUsage) float64 { return float64(u.CacheBytes) })),
+		CrossPIDBytes: int64(med(func(u *edgeUsage) float64 { return float64(u.CrossPIDBytes) })),
+		Offload:       r3(med(func(u *edgeUsage) float64 { return u.Offload })),
+		Pairs:         []usagePair{},
+	}
+	type key struct{ s, f, t string }
+	var keys []key
+	seen := map[key]bool{}
+	for _, u := range us {
+		for _, p := range u.Pairs {
+			k := key{p.Source, p.FromPID, p.ToPID}
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+	}
+	for _, k := range keys {
+		n := med(func(u *edgeUsage) float64 {
+			for _, p := range u.Pairs {
+				if (key{p.Source, p.FromPID, p.ToPID}) == k {
+					return float64(p.Bytes)
+				}
+			}
+			return 0
+		})
+		m.Pairs = append(m.Pairs, usagePair{k.s, k.f, k.t, int64(n)})
+	}
+	sortPairs(m.Pairs)
+	return m
+}
+
+func cmdAggregate(args []string) error { return aggregate(args, os.Stdout) }
+
+// aggregate reads run lines and writes to w one median line per system
+// (over its OK runs, or all runs if none was OK) and the summary line.
+func aggregate(args []string, w io.Writer) error {
 	if len(args) != 1 {
 		return errors.New("want FILE of run lines")
 	}
@@ -396,7 +672,7 @@ func cmdAggregate(args []string) error {
 		by[l.System] = append(by[l.System], l)
 	}
 	sum := summaryLine{Type: "summary", Systems: order, MaxCompletionS: map[string]float64{}, AllOK: len(order) > 0}
-	enc := json.NewEncoder(os.Stdout)
+	enc := json.NewEncoder(w)
 	for _, sys := range order {
 		all := by[sys]
 		var ok []runLine
@@ -438,6 +714,7 @@ func cmdAggregate(args []string) error {
 		m.Machine.SystemS = medianOf(use, func(l runLine) float64 { return l.Machine.SystemS })
 		m.Machine.SoftirqS = medianOf(use, func(l runLine) float64 { return l.Machine.SoftirqS })
 		m.CPUBound = m.Machine.BusyFrac >= 0.9
+		medianScenario(&m, use)
 		for _, l := range all {
 			m.SHA256OK = m.SHA256OK && l.SHA256OK
 			if !l.OK {
@@ -462,5 +739,10 @@ func cmdAggregate(args []string) error {
 	sum.EdgeswarmVsBittorrent = ratio("edgeswarm", "libtorrent")
 	sum.EdgeswarmVsTransmission = ratio("edgeswarm", "transmission")
 	sum.EdgeswarmVsCDN = ratio("edgeswarm", "cdn")
+	if len(lines) > 0 {
+		f := lines[0]
+		sum.Scenario = scenario{f.PIDs, f.CrossPID, f.Managed, f.ManagedUpMbit, f.Churn, f.Seed}
+		sum.Notes = scenarioNotes(sum.Scenario)
+	}
 	return enc.Encode(sum)
 }
