@@ -285,6 +285,11 @@ func (l *loop) counted(s *srcState) bool {
 // location has a managed cache asks the edge for almost nothing.
 const handoutGrace = 500 * time.Millisecond
 
+// streamPrefetchSlots caps, in stream mode, the edge requests for chunks
+// that are neither start-up chunks nor late (the window's chunks no peer
+// holds yet).
+const streamPrefetchSlots = 2
+
 // connGateMax bounds how long, in stream mode, the download's first edge
 // request is its only request (connGate).
 const connGateMax = 200 * time.Millisecond
@@ -347,8 +352,14 @@ func (l *loop) fill(s *srcState, now time.Time) {
 		}
 		if s == l.edge && l.stream {
 			// Streaming: start-up chunks, chunks due soon, and chunks of a
-			// window no peer holds.
-			l.cands = slices.DeleteFunc(l.cands, func(i int) bool { return !l.edgeOK.has(i) })
+			// window no peer holds; the latter on streamPrefetchSlots
+			// requests at most, so that a viewer filling its window does
+			// not crowd out, on the edge's uplink, the start-up chunks of
+			// the viewers joining.
+			prefetchOK := s.inflight < streamPrefetchSlots
+			l.cands = slices.DeleteFunc(l.cands, func(i int) bool {
+				return !l.edgeOK.has(i) || !prefetchOK && !l.startSet.has(i) && !l.lateSet.has(i)
+			})
 			if len(l.cands) == 0 {
 				return
 			}
