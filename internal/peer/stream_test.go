@@ -308,3 +308,45 @@ func TestStreamFirstChunkOnWarmConnection(t *testing.T) {
 		t.Fatalf("%d connections dialed before the first chunk request had one, want 0", n)
 	}
 }
+
+// A seek starts a new play clock at the new position, whose start-up
+// chunks are the edge's to send (or a peer's already on the way in time),
+// and the bytes read from there are the object's.
+func TestStreamSeek(t *testing.T) {
+	t.Cleanup(func() { checkNoLeaks(t) })
+	e := newFakeEdge(t, 100e6)
+	o := e.addObject("/live.ts", testData(4<<20, 28), 64<<10)
+	seeder := newSwarmPeer(t, e, peerOpts{name: "seeder", upBits: 16e6, store: seedStore(t, o)})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := seeder.a.Download(ctx, "/live.ts"); err != nil {
+		t.Fatal(err)
+	}
+	viewer := newSwarmPeer(t, e, peerOpts{name: "viewer", cfg: streamCfg})
+	d, err := viewer.a.Download(ctx, "/live.ts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond) // the hand-out names the seeder
+	r := d.NewReader(ctx)
+	const at = 3<<20 + 1000
+	if _, err := r.Seek(at, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 200_000)
+	if _, err := io.ReadFull(r, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, o.data[at:at+len(got)]) {
+		t.Fatal("bytes read after the seek differ")
+	}
+	d.mu.Lock()
+	var pos readPos
+	for _, p := range d.readers {
+		pos = p
+	}
+	d.mu.Unlock()
+	if want := at / (64 << 10); pos.start != want || pos.startEnd < want {
+		t.Fatalf("reader start %d..%d, want a new start at chunk %d", pos.start, pos.startEnd, want)
+	}
+}
