@@ -233,7 +233,7 @@ testbed_line=$(jq -cn --arg id "$RUN_ID" --argjson peers "$PEERS" --argjson fb "
   --argjson rs "$rtt_same" --argjson mtu "$MTU" --arg dsched "${DELAYLINE_SCHED[*]:-none}" --argjson down "$sh_down" --argjson up "$sh_up" --argjson q "$QUEUE_MS" \
   --arg cc "$(NSX p0 sysctl -n net.ipv4.tcp_congestion_control)" --argjson tso "$(NSX p0 sysctl -n net.ipv4.tcp_min_tso_segs)" --arg kernel "$(uname -r)" --argjson cores "$(nproc)" \
   --argjson pids "$PIDS" --arg crosspid "$CROSS_PID" --argjson managed "$MANAGED" --argjson mup "$MANAGED_UP" --argjson churn "$CHURN" --argjson seed "$SEED" \
-  '{type:"testbed", run_id:$id, peers:$peers, file_bytes:$fb, rtt_set_ms:$rtt_set, one_way_delay_us:(2*$d_us), topology:"one core router; origin, edge and each peer on its own routed veth; peers alternate between ISP-A 10.77.16.0/20 and ISP-B 10.77.32.0/20", delay_model:"one delay-line pass per packet: the router adds RTT/2 to every packet it forwards onto the edge or a peer access link", mtu:$mtu,
+  '{type:"testbed", run_id:$id, peers:$peers, file_bytes:$fb, rtt_set_ms:$rtt_set, one_way_delay_us:(2*$d_us), topology:"one core router; origin, edge, each peer and each managed cache on its own routed veth; peers and caches alternate between ISP-A 10.77.16.0/20 and ISP-B 10.77.32.0/20", delay_model:"one delay-line pass per packet: the router adds RTT/2 to every packet it forwards onto the edge, a peer or a managed cache access link", mtu:$mtu,
     rtt_ms:{peer_edge:$re, peer_peer_cross_isp:$rc, peer_peer_same_isp:$rs},
     shaping:{download:$down, upload:$up, ok:($down.ok and $up.ok), judged_against:"0.95 x set rate, +-10 %"},
     tbf_queue_ms:$q, delayline_sched:$dsched, tcp_congestion_control:$cc, tcp_min_tso_segs:$tso, kernel:$kernel, cores:$cores,

@@ -19,11 +19,11 @@ import (
 	"time"
 )
 
-// TestFlashcrowdSmoke runs the testbed end to end on a tiny flash crowd (4
-// peers, 8 MiB, edgeswarm and CDN-only) where network namespaces can be made:
-// as root, with `ip netns add` working. Elsewhere it is skipped.
-// ESB_SKIP_TESTBED=1 or -short skips it too.
-func TestFlashcrowdSmoke(t *testing.T) {
+// skipUnlessTestbed skips the test where network namespaces cannot be made
+// (not root, no iproute2, `ip netns add` refused) and with -short or
+// ESB_SKIP_TESTBED=1.
+func skipUnlessTestbed(t *testing.T) {
+	t.Helper()
 	if testing.Short() || os.Getenv("ESB_SKIP_TESTBED") != "" {
 		t.Skip("netns testbed smoke skipped (-short or ESB_SKIP_TESTBED set)")
 	}
@@ -43,7 +43,13 @@ func TestFlashcrowdSmoke(t *testing.T) {
 	if out, err := exec.Command("ip", "netns", "del", probe).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns del %s: %v: %s", probe, err, out)
 	}
+}
 
+// runTestbed installs what the testbed needs and runs `run.sh flashcrowd
+// ARGS --out DIR`; it returns the run lines by system and the summary line,
+// and checks that the run left no namespace behind.
+func runTestbed(t *testing.T, args ...string) (outDir string, runs map[string]map[string]any, summary map[string]any) {
+	t.Helper()
 	start := time.Now()
 	inst := exec.Command("bash", "install.sh")
 	if out, err := inst.CombinedOutput(); err != nil {
@@ -51,11 +57,10 @@ func TestFlashcrowdSmoke(t *testing.T) {
 	}
 
 	installed := time.Now()
-	outDir := t.TempDir()
+	outDir = t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", "run.sh", "flashcrowd", "--peers", "4", "--size", "8MiB",
-		"--runs", "1", "--systems", "edgeswarm,cdn", "--rtt", "20", "--verify-seconds", "2", "--out", outDir)
+	cmd := exec.CommandContext(ctx, "bash", append(append([]string{"run.sh", "flashcrowd"}, args...), "--out", outDir)...)
 	// On timeout run.sh gets SIGTERM, so that its trap cleans up.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
@@ -69,7 +74,7 @@ func TestFlashcrowdSmoke(t *testing.T) {
 		t.Fatalf("run.sh: %v\nstdout:\n%s", err, stdout.String())
 	}
 
-	lines := map[string]map[string]any{}
+	runs = map[string]map[string]any{}
 	runID := ""
 	sc := bufio.NewScanner(&stdout)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -87,12 +92,32 @@ func TestFlashcrowdSmoke(t *testing.T) {
 			}
 			t.Logf("testbed: rtt %.1f ms, shaping %v", rtt, l["shaping"])
 		case "run":
-			lines[l["system"].(string)] = l
+			runs[l["system"].(string)] = l
+		case "summary":
+			summary = l
 		}
 	}
 	if runID == "" {
 		t.Fatal("no testbed line with a run_id")
 	}
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "esb-"+runID+"-") {
+		t.Errorf("namespaces of run %s left behind:\n%s", runID, out)
+	}
+	return outDir, runs, summary
+}
+
+// TestFlashcrowdSmoke runs the testbed end to end on a tiny flash crowd (4
+// peers, 8 MiB, edgeswarm and CDN-only) where network namespaces can be made:
+// as root, with `ip netns add` working. Elsewhere it is skipped.
+// ESB_SKIP_TESTBED=1 or -short skips it too.
+func TestFlashcrowdSmoke(t *testing.T) {
+	skipUnlessTestbed(t)
+	outDir, lines, _ := runTestbed(t, "--peers", "4", "--size", "8MiB", "--runs", "1", "--systems", "edgeswarm,cdn",
+		"--rtt", "20", "--verify-seconds", "2")
 	for _, sys := range []string{"edgeswarm", "cdn"} {
 		l, ok := lines[sys]
 		if !ok {
@@ -125,14 +150,6 @@ func TestFlashcrowdSmoke(t *testing.T) {
 	if cdn, ok := lines["cdn"]; ok && cdn["peer_bytes"].(float64) != 0 {
 		t.Errorf("cdn: peer_bytes %v", cdn["peer_bytes"])
 	}
-
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(out), "esb-"+runID+"-") {
-		t.Errorf("namespaces of run %s left behind:\n%s", runID, out)
-	}
 	for _, svg := range []string{"completion_cdf.svg", "bytes_by_source.svg"} {
 		if err := wellFormed(filepath.Join(outDir, svg)); err != nil {
 			t.Errorf("%s: %v", svg, err)
@@ -163,4 +180,57 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "..." + s[len(s)-n:]
+}
+
+// TestFlashcrowdScenariosSmoke runs the scenarios composed on a tiny crowd
+// (4 peers, 8 MiB; ~30 s): two network locations with cross-location
+// hand-outs denied, a managed cache in each, and one peer killed mid-crowd.
+// Same skips as TestFlashcrowdSmoke.
+func TestFlashcrowdScenariosSmoke(t *testing.T) {
+	skipUnlessTestbed(t)
+	_, lines, summary := runTestbed(t, "--peers", "4", "--size", "8MiB", "--runs", "1", "--systems", "edgeswarm,cdn",
+		"--rtt", "20", "--verify-seconds", "2", "--pids", "2", "--cross-pid", "deny", "--managed", "2", "--churn", "0.25")
+	num := func(l map[string]any, f string) float64 {
+		v, ok := l[f].(float64)
+		if !ok {
+			t.Errorf("%s: field %s missing or not a number: %v", l["system"], f, l[f])
+		}
+		return v
+	}
+	for _, sys := range []string{"edgeswarm", "cdn"} {
+		l, ok := lines[sys]
+		if !ok {
+			t.Errorf("no run line for %s", sys)
+			continue
+		}
+		if l["ok"] != true || num(l, "killed") != 1 || num(l, "survivors") != 3 || num(l, "completed") != 3 {
+			t.Errorf("%s: ok %v killed %v survivors %v completed %v errors %v", sys, l["ok"], l["killed"], l["survivors"], l["completed"], l["errors"])
+		}
+		if num(l, "pids") != 2 || l["cross_pid"] != "deny" || num(l, "managed") != 2 || num(l, "churn") != 0.25 {
+			t.Errorf("%s: scenario fields %v %v %v %v", sys, l["pids"], l["cross_pid"], l["managed"], l["churn"])
+		}
+		// deny: nothing but control traffic crosses between the ISPs
+		if c := num(l, "cross_isp_bytes"); c > 64<<10 {
+			t.Errorf("%s: %v bytes crossed between the ISPs with --cross-pid deny", sys, c)
+		}
+		t.Logf("%s: completion %v, cross-ISP %v B, same-ISP %v B, from caches %v B, pre-positioning %v s, edge usage %v", sys,
+			l["completion_s"], l["cross_isp_bytes"], l["same_isp_bytes"], l["bytes_from_managed"], l["preposition_s"], l["edge_usage"])
+	}
+	if es := lines["edgeswarm"]; es != nil {
+		u, _ := es["edge_usage"].(map[string]any)
+		if u == nil || u["cross_pid_bytes"] != 0.0 || u["cache_bytes"].(float64) <= 0 {
+			t.Errorf("edgeswarm: edge_usage %v: want cache bytes and none across locations", es["edge_usage"])
+		}
+		if num(es, "bytes_from_managed") <= 0 || num(es, "preposition_s") <= 0 {
+			t.Errorf("edgeswarm: bytes_from_managed %v preposition_s %v", es["bytes_from_managed"], es["preposition_s"])
+		}
+	}
+	if cdn := lines["cdn"]; cdn != nil {
+		if _, ok := cdn["preposition_s"]; ok || cdn["bytes_from_managed"] != 0.0 {
+			t.Errorf("cdn: has no caches, yet preposition_s %v bytes_from_managed %v", cdn["preposition_s"], cdn["bytes_from_managed"])
+		}
+	}
+	if sc, _ := summary["scenario"].(map[string]any); sc == nil || sc["managed"] != 2.0 {
+		t.Errorf("summary scenario %v", summary["scenario"])
+	}
 }

@@ -166,9 +166,21 @@ func killPeer(statsPath string) (pid int, alive bool, err error) {
 	if !st.Running || st.ChildPID <= 0 || len(st.Cmd) == 0 {
 		return st.ChildPID, false, nil // done already (or never started)
 	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", st.ChildPID))
-	if err != nil {
-		return st.ChildPID, false, nil // exited since
+	var cmdline []byte
+	// A process in the middle of its exec shows an empty command line for
+	// a moment (so does a zombie, for good): look again a few times.
+	for i := 0; i < 50; i++ {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", st.ChildPID))
+		if err != nil {
+			return st.ChildPID, false, nil // exited since
+		}
+		if cmdline = b; len(b) > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(cmdline) == 0 {
+		return st.ChildPID, false, nil // a zombie: it has exited
 	}
 	if argv0, _, _ := strings.Cut(string(cmdline), "\x00"); argv0 != st.Cmd[0] {
 		return st.ChildPID, false, fmt.Errorf("pid %d runs %q, not %q", st.ChildPID, argv0, st.Cmd[0])
