@@ -265,5 +265,8 @@ func (c *EdgeClient) do(ctx context.Context, method, path string, in, out any) e
 	if err := json.NewDecoder(io.LimitReader(resp.Body, MaxJSONBody)).Decode(out); err != nil {
 		return fmt.Errorf("%s %s: decode: %w", method, path, err)
 	}
+	// Read to the end (the encoder's newline): a body closed before its
+	// end costs the connection, and the next request a new one.
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	return nil
 }
