@@ -433,6 +433,7 @@ edge_start() {
   if [ "${PIDS:-1}" -gt 1 ]; then
     extra+=(--network-map "$EDGE_NETMAP" --cross-pid "$CROSS_PID")
   fi
+  [ -z "${CHUNK_SIZE:-}" ] || extra+=(--chunk-size "$CHUNK_SIZE")
   if [ "${MANAGED:-0}" -gt 0 ]; then
     # origin and cache_dir are required in the file; the flags below win
     printf 'origin: http://%s:%s\ncache_dir: %s\norders_poll_interval: 500ms\n' "$ORIGIN_IP" "$ORIGIN_PORT" "$cache" >"$cache.yaml"

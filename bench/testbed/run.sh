@@ -12,6 +12,7 @@
 #   bench/testbed/run.sh stream [--peers 16] [--bitrate MBIT] [--join-every S]
 #       [--play-seconds S] [--fast-start on|off|auto] [--size BYTES] [--edge-up 24]
 #       [--peer-up MBIT] [--peer-down MBIT] [--rtt MS] [--runs K] [--systems edgeswarm,cdn]
+#       [--chunk-size BYTES]   (both scenarios: the edge's manifest chunk size; default per object)
 #   bench/testbed/run.sh cleanup [--force]   # leftovers of earlier runs
 #
 # Scenarios, as `edgeswarm demo` has them (edgeswarm and cdn only; they
@@ -39,7 +40,7 @@ for f in "$HERE"/systems/*.sh; do
   source "$f"
 done
 
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 [ $# -ge 1 ] || usage
 cmd=$1; shift
@@ -59,7 +60,7 @@ esac
 PEERS=20 SIZE=64MiB EDGE_UP=100 PEER_UP=20 PEER_DOWN=100 RTT_MS=20 RUNS=1
 SYSTEMS="" OUT="" QUEUE_MS=50 VERIFY_S=4 TIMEOUT_S="" MTU=1500 TCP_CC="" TSO_SEGS=""
 PIDS=1 CROSS_PID=allow MANAGED=0 MANAGED_UP=200 CHURN=0 SEED=1
-BITRATE=4 JOIN_EVERY=2 PLAY_S=30 FAST_START=on
+BITRATE=4 JOIN_EVERY=2 PLAY_S=30 FAST_START=on CHUNK_SIZE=""
 if [ "$cmd" = stream ]; then PEERS=16 SIZE=32MiB EDGE_UP=24; fi
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || { log "flag $1 needs a value"; usage; }
@@ -89,6 +90,7 @@ while [ $# -gt 0 ]; do
     --join-every) JOIN_EVERY=$2 ;;
     --play-seconds) PLAY_S=$2 ;;
     --fast-start) FAST_START=$2 ;;
+    --chunk-size) CHUNK_SIZE=$2 ;;
     *) log "unknown flag $1"; usage ;;
   esac
   shift 2 || usage
@@ -99,6 +101,7 @@ done
 [ -z "$TCP_CC" ] || grep -qw "$TCP_CC" /proc/sys/net/ipv4/tcp_available_congestion_control || die "--cc $TCP_CC: not available (have: $(cat /proc/sys/net/ipv4/tcp_available_congestion_control))"
 [[ $MTU =~ ^[0-9]+$ ]] && [ "$MTU" -ge 576 ] && [ "$MTU" -le 65000 ] || die "--mtu 576..65000"
 case "$FAST_START" in on|off|auto) ;; *) die "--fast-start on|off|auto" ;; esac
+[ -z "$CHUNK_SIZE" ] || [[ $CHUNK_SIZE =~ ^[0-9]+([KM]iB)?$ ]] || die "--chunk-size $CHUNK_SIZE: bytes, e.g. 262144 or 256KiB"
 for v in "$EDGE_UP" "$PEER_UP" "$PEER_DOWN" "$RTT_MS" "$QUEUE_MS" "$VERIFY_S" "$BITRATE" "$JOIN_EVERY" "$PLAY_S"; do
   [[ $v =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "bad number $v"
 done

@@ -66,7 +66,7 @@ stream_run_system() {
     ($v | map((.bytes_from_peers // 0) + (.bytes_from_managed // 0)) | add // 0) as $pb |
     ($v | map(.stall_s) | add // 0) as $stall | ($v | map(.played_s) | add // 0) as $played |
     {type:"stream_run", system:$sys, run:$run, viewers:$n, completed:($v | length), bitrate_mbit:$br, join_every_s:$j,
-     play_s:$play, file_bytes:$fb, edge_up_mbit:$eu, peer_up_mbit:$pu, peer_down_mbit:$pd, rtt_ms:$rtt,
+     play_s:$play, file_bytes:$fb, chunk_size:($v | map(.chunk_size // empty) | first), edge_up_mbit:$eu, peer_up_mbit:$pu, peer_down_mbit:$pd, rtt_ms:$rtt,
      fast_start:(if $sys == "edgeswarm" then $fs else null end),
      ttfb_s:{median:($v | map(.ttfb_s) | med), p95:($v | map(.ttfb_s) | q(0.95))},
      startup_s:{median:($v | map(.startup_s) | med), p95:($v | map(.startup_s) | q(0.95))},
@@ -99,7 +99,7 @@ stream_main() {
     def med: map(select(. != null)) | sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
     [.[] | select(.type == "stream_run")] | group_by(.system)[] |
     {type:"stream_median", system:.[0].system, runs:length, viewers:.[0].viewers, bitrate_mbit:.[0].bitrate_mbit,
-     join_every_s:.[0].join_every_s, play_s:.[0].play_s, edge_up_mbit:.[0].edge_up_mbit, rtt_ms:(map(.rtt_ms) | med),
+     join_every_s:.[0].join_every_s, play_s:.[0].play_s, chunk_size:.[0].chunk_size, edge_up_mbit:.[0].edge_up_mbit, rtt_ms:(map(.rtt_ms) | med),
      fast_start:.[0].fast_start,
      ttfb_s:{median:(map(.ttfb_s.median) | med), p95:(map(.ttfb_s.p95) | med)},
      startup_s:{median:(map(.startup_s.median) | med), p95:(map(.startup_s.p95) | med)},

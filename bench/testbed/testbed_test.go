@@ -50,6 +50,24 @@ func skipUnlessTestbed(t *testing.T) {
 // and checks that the run left no namespace behind.
 func runTestbed(t *testing.T, args ...string) (outDir string, runs map[string]map[string]any, summary map[string]any) {
 	t.Helper()
+	outDir, lines := runScenario(t, "flashcrowd", args...)
+	runs = map[string]map[string]any{}
+	for _, l := range lines {
+		switch l["type"] {
+		case "run":
+			runs[l["system"].(string)] = l
+		case "summary":
+			summary = l
+		}
+	}
+	return outDir, runs, summary
+}
+
+// runScenario installs what the testbed needs and runs `run.sh SCENARIO
+// ARGS --out DIR`; it returns every stdout line, checks the testbed line's
+// RTT, and that the run left no namespace behind.
+func runScenario(t *testing.T, scenario string, args ...string) (outDir string, lines []map[string]any) {
+	t.Helper()
 	start := time.Now()
 	inst := exec.Command("bash", "install.sh")
 	if out, err := inst.CombinedOutput(); err != nil {
@@ -60,7 +78,7 @@ func runTestbed(t *testing.T, args ...string) (outDir string, runs map[string]ma
 	outDir = t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", append(append([]string{"run.sh", "flashcrowd"}, args...), "--out", outDir)...)
+	cmd := exec.CommandContext(ctx, "bash", append(append([]string{"run.sh", scenario}, args...), "--out", outDir)...)
 	// On timeout run.sh gets SIGTERM, so that its trap cleans up.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
@@ -74,7 +92,6 @@ func runTestbed(t *testing.T, args ...string) (outDir string, runs map[string]ma
 		t.Fatalf("run.sh: %v\nstdout:\n%s", err, stdout.String())
 	}
 
-	runs = map[string]map[string]any{}
 	runID := ""
 	sc := bufio.NewScanner(&stdout)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -83,6 +100,7 @@ func runTestbed(t *testing.T, args ...string) (outDir string, runs map[string]ma
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			t.Fatalf("stdout line is not JSON: %q", sc.Text())
 		}
+		lines = append(lines, l)
 		switch l["type"] {
 		case "testbed":
 			runID, _ = l["run_id"].(string)
@@ -91,10 +109,6 @@ func runTestbed(t *testing.T, args ...string) (outDir string, runs map[string]ma
 				t.Errorf("measured RTT %.1f ms for a configured 20 ms", rtt)
 			}
 			t.Logf("testbed: rtt %.1f ms, shaping %v", rtt, l["shaping"])
-		case "run":
-			runs[l["system"].(string)] = l
-		case "summary":
-			summary = l
 		}
 	}
 	if runID == "" {
@@ -107,7 +121,48 @@ func runTestbed(t *testing.T, args ...string) (outDir string, runs map[string]ma
 	if strings.Contains(string(out), "esb-"+runID+"-") {
 		t.Errorf("namespaces of run %s left behind:\n%s", runID, out)
 	}
-	return outDir, runs, summary
+	return outDir, lines
+}
+
+// TestStreamSmoke runs the stream scenario on 3 viewers of a short stream,
+// edgeswarm and CDN-only: every viewer plays to the end of what it was to
+// play, the later edgeswarm viewers take bytes from the earlier ones, and
+// the lines carry the scenario's fields.
+func TestStreamSmoke(t *testing.T) {
+	skipUnlessTestbed(t)
+	_, lines := runScenario(t, "stream", "--peers", "3", "--size", "8MiB", "--play-seconds", "4", "--join-every", "1",
+		"--runs", "1", "--verify-seconds", "2")
+	runs := map[string]map[string]any{}
+	var summary map[string]any
+	for _, l := range lines {
+		switch l["type"] {
+		case "stream_run":
+			runs[l["system"].(string)] = l
+		case "stream_summary":
+			summary = l
+		}
+	}
+	for _, sys := range []string{"edgeswarm", "cdn"} {
+		l, ok := runs[sys]
+		if !ok {
+			t.Fatalf("no stream_run line for %s", sys)
+		}
+		for _, f := range []string{"viewers", "bitrate_mbit", "ttfb_s", "startup_s", "rebuffer_ratio", "stalls", "edge_bytes", "peer_bytes", "offload"} {
+			if _, ok := l[f]; !ok {
+				t.Errorf("%s: field %s missing", sys, f)
+			}
+		}
+		if l["ok"] != true || l["completed"].(float64) != 3 {
+			t.Errorf("%s: ok %v, completed %v", sys, l["ok"], l["completed"])
+		}
+		t.Logf("%s: ttfb %v, start-up %v, rebuffer %v, offload %v", sys, l["ttfb_s"], l["startup_s"], l["rebuffer_ratio"], l["offload"])
+	}
+	if es := runs["edgeswarm"]; es != nil && es["peer_bytes"].(float64) == 0 {
+		t.Errorf("edgeswarm: no viewer took bytes from another")
+	}
+	if summary == nil || summary["ttfb_ratio_to_cdn"] == nil {
+		t.Errorf("summary %v", summary)
+	}
 }
 
 // TestFlashcrowdSmoke runs the testbed end to end on a tiny flash crowd (4
