@@ -6,16 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/edgeswarm/edgeswarm/internal/chunkstore"
 	"github.com/edgeswarm/edgeswarm/internal/peer"
 	"github.com/edgeswarm/edgeswarm/internal/units"
 )
@@ -52,11 +48,9 @@ type getResult struct {
 
 func newGetCmd(g *globalFlags) *cobra.Command {
 	var (
-		out, listen, dataDir string
-		advertise            string
-		edges, trustKeys     []string
-		asJSON, seed         bool
-		upLimit, downLimit   string
+		out          string
+		osf          oneShotFlags
+		asJSON, seed bool
 	)
 	cmd := &cobra.Command{
 		Use:   "get URL -o FILE [--edge URL] [--json]",
@@ -74,63 +68,12 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			u, err := url.Parse(args[0])
-			if err != nil || u.Path == "" || !strings.HasPrefix(u.Path, "/") {
-				return fmt.Errorf("URL %q: want http://edge/path/to/object", args[0])
-			}
-			if len(edges) == 0 {
-				if u.Host == "" {
-					return fmt.Errorf("URL %q has no host: give --edge", args[0])
-				}
-				edges = []string{u.Scheme + "://" + u.Host}
-			}
-			object := u.EscapedPath()
-			if u.RawQuery != "" {
-				object += "?" + u.RawQuery
-			}
-			ring, err := trustRing(trustKeys)
+			o, err := startOneShot(args[0], osf, peer.Config{}, log)
 			if err != nil {
 				return err
 			}
-			upBps, link, err := peerLink(upLimit, downLimit)
-			if err != nil {
-				return err
-			}
-			if dataDir == "" {
-				if dataDir, err = os.MkdirTemp("", "edgeswarm-get-"); err != nil {
-					return err
-				}
-				defer os.RemoveAll(dataDir)
-			}
-			store, err := chunkstore.NewDisk(dataDir)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-
-			var adv string
-			var ln net.Listener
-			if listen != "" {
-				if ln, err = net.Listen("tcp", listen); err != nil {
-					return err
-				}
-				adv = ln.Addr().String()
-				if advertise != "" {
-					adv = advertise
-				}
-			}
-			a, err := peer.New(peer.Config{Edge: edges[0], Fallbacks: edges[1:], Advertise: adv, Keys: ring, UploadLimitBps: upBps},
-				peer.Deps{Store: store, HTTP: peerHTTPClient(link), Logger: log})
-			if err != nil {
-				if ln != nil {
-					ln.Close()
-				}
-				return err
-			}
-			defer a.Close()
-			if ln != nil {
-				go a.Serve(link.Listener(ln))
-			}
+			defer o.Close()
+			a, object := o.agent, o.object
 
 			ctx, stop := signalContext()
 			defer stop()
@@ -208,7 +151,7 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 				fmt.Fprintf(os.Stderr, "%s: %s in %.2fs (edge %s, peers %s), sha256 %s\n", out, units.Bytes(n), res.Seconds,
 					units.Bytes(res.BytesFromEdge), units.Bytes(res.BytesFromPeers), res.SHA256)
 			}
-			if seed && ln != nil {
+			if seed && o.serving {
 				// Keep serving the chunks to the swarm until told to stop.
 				<-ctx.Done()
 			}
@@ -217,15 +160,9 @@ func newGetCmd(g *globalFlags) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVarP(&out, "output", "o", "", "file to write (- for standard output) (required)")
-	f.StringArrayVar(&edges, "edge", nil, "edge base URL (default: the URL's scheme and host); repeat to list fallback edges (used when the edge fails, also mid-download)")
 	f.BoolVar(&asJSON, "json", false, "print download statistics as one JSON object")
-	f.StringVar(&listen, "listen", "", "also serve chunks to other peers on this address while downloading")
 	f.BoolVar(&seed, "seed", false, "with --listen: after the download, keep serving its chunks until SIGINT/SIGTERM")
-	f.StringVar(&advertise, "advertise", "", "with --listen: host:port announced to the edge (default: the listen address)")
-	f.StringVar(&dataDir, "data-dir", "", "where chunks are kept while downloading; a get interrupted and run again with the same directory resumes (default: a temporary directory)")
-	f.StringArrayVar(&trustKeys, "trust-key", nil, "edge-tier public key (hex or file); repeatable (default: fetch from the edge)")
-	f.StringVar(&upLimit, "upload-limit", "0", "cap on upload, e.g. 20Mbit (0 = none)")
-	f.StringVar(&downLimit, "download-limit", "0", "cap on download, e.g. 100Mbit (0 = none)")
+	osf.add(f, "download")
 	cmd.MarkFlagRequired("output")
 	return cmd
 }

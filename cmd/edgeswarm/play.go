@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/edgeswarm/edgeswarm/internal/chunkstore"
 	"github.com/edgeswarm/edgeswarm/internal/peer"
 	"github.com/edgeswarm/edgeswarm/internal/playback"
 	"github.com/edgeswarm/edgeswarm/internal/units"
@@ -39,11 +37,9 @@ type playResult struct {
 
 func newPlayCmd(g *globalFlags) *cobra.Command {
 	var (
-		listen, dataDir, advertise string
-		edges, trustKeys           []string
+		osf                        oneShotFlags
 		asJSON, seed, direct       bool
-		bitrate, upLimit, downLim  string
-		fastStart                  string
+		bitrate, fastStart         string
 		startBuf, maxBuf, duration time.Duration
 	)
 	cmd := &cobra.Command{
@@ -82,22 +78,7 @@ func newPlayCmd(g *globalFlags) *cobra.Command {
 			res := playResult{URL: args[0], Bitrate: rate * 8}
 			if direct {
 				res.Source = "direct"
-				hc := &http.Client{}
-				res.Result, err = playback.Play(ctx, func(ctx context.Context) (io.ReadCloser, error) {
-					req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)
-					if err != nil {
-						return nil, err
-					}
-					resp, err := hc.Do(req)
-					if err != nil {
-						return nil, err
-					}
-					if resp.StatusCode != http.StatusOK {
-						resp.Body.Close()
-						return nil, fmt.Errorf("GET %s: %s", args[0], resp.Status)
-					}
-					return resp.Body, nil
-				}, pcfg)
+				res.Result, err = playback.Play(ctx, playback.HTTP(&http.Client{}, args[0]), pcfg)
 				if err != nil {
 					return err
 				}
@@ -105,56 +86,12 @@ func newPlayCmd(g *globalFlags) *cobra.Command {
 			}
 
 			res.Source, res.FastStart = "swarm", fastStart
-			if len(edges) == 0 {
-				edges = []string{u.Scheme + "://" + u.Host}
-			}
-			object := u.EscapedPath()
-			if u.RawQuery != "" {
-				object += "?" + u.RawQuery
-			}
-			ring, err := trustRing(trustKeys)
+			o, err := startOneShot(args[0], osf, peer.Config{Mode: peer.ModeStream, StreamRateBps: rate, FastStart: fastStart}, log)
 			if err != nil {
 				return err
 			}
-			upBps, link, err := peerLink(upLimit, downLim)
-			if err != nil {
-				return err
-			}
-			if dataDir == "" {
-				if dataDir, err = os.MkdirTemp("", "edgeswarm-play-"); err != nil {
-					return err
-				}
-				defer os.RemoveAll(dataDir)
-			}
-			store, err := chunkstore.NewDisk(dataDir)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			var adv string
-			var ln net.Listener
-			if listen != "" {
-				if ln, err = net.Listen("tcp", listen); err != nil {
-					return err
-				}
-				adv = ln.Addr().String()
-				if advertise != "" {
-					adv = advertise
-				}
-			}
-			a, err := peer.New(peer.Config{Edge: edges[0], Fallbacks: edges[1:], Advertise: adv, Keys: ring,
-				UploadLimitBps: upBps, Mode: peer.ModeStream, StreamRateBps: rate, FastStart: fastStart},
-				peer.Deps{Store: store, HTTP: peerHTTPClient(link), Logger: log})
-			if err != nil {
-				if ln != nil {
-					ln.Close()
-				}
-				return err
-			}
-			defer a.Close()
-			if ln != nil {
-				go a.Serve(link.Listener(ln))
-			}
+			defer o.Close()
+			a := o.agent
 			// A viewer's agent is a daemon, registered long before the
 			// viewer presses play: register before the player's clock starts.
 			if err := a.Register(ctx); err != nil {
@@ -162,7 +99,7 @@ func newPlayCmd(g *globalFlags) *cobra.Command {
 			}
 			var dl *peer.Download
 			res.Result, err = playback.Play(ctx, func(ctx context.Context) (io.ReadCloser, error) {
-				if dl, err = a.Download(ctx, object); err != nil {
+				if dl, err = a.Download(ctx, o.object); err != nil {
 					return nil, err
 				}
 				return io.NopCloser(dl.NewReader(ctx)), nil
@@ -179,7 +116,7 @@ func newPlayCmd(g *globalFlags) *cobra.Command {
 			if err := printPlay(res, asJSON); err != nil {
 				return err
 			}
-			if seed && ln != nil {
+			if seed && o.serving {
 				<-ctx.Done() // keep serving the chunks to the other viewers
 			}
 			return nil
@@ -192,15 +129,9 @@ func newPlayCmd(g *globalFlags) *cobra.Command {
 	f.DurationVar(&duration, "duration", 0, "stop after playing this long (0 = the whole stream)")
 	f.StringVar(&fastStart, "fast-start", "auto", "hand the player the edge's bytes of the first chunks as they arrive, before each chunk is verified (verified when whole; wrong bytes end playback with an error): on, off, or auto (on when the edge URL is https)")
 	f.BoolVar(&direct, "direct", false, "read URL over plain HTTP (a CDN-only player) instead of through a peer agent")
-	f.StringArrayVar(&edges, "edge", nil, "edge base URL (default: the URL's scheme and host); repeat to list fallback edges")
 	f.BoolVar(&asJSON, "json", false, "print the results as one JSON object")
-	f.StringVar(&listen, "listen", "", "serve chunks to other viewers on this address while playing")
+	osf.add(f, "playback")
 	f.BoolVar(&seed, "seed", false, "with --listen: after playback, keep serving until SIGINT/SIGTERM")
-	f.StringVar(&advertise, "advertise", "", "with --listen: host:port announced to the edge (default: the listen address)")
-	f.StringVar(&dataDir, "data-dir", "", "where chunks are kept (default: a temporary directory)")
-	f.StringArrayVar(&trustKeys, "trust-key", nil, "edge-tier public key (hex or file); repeatable (default: fetch from the edge)")
-	f.StringVar(&upLimit, "upload-limit", "0", "cap on upload to other viewers, e.g. 20Mbit (0 = none)")
-	f.StringVar(&downLim, "download-limit", "0", "cap on download, e.g. 100Mbit (0 = none)")
 	return cmd
 }
 

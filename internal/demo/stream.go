@@ -3,7 +3,6 @@ package demo
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -67,21 +66,7 @@ func streamFigures(ctx context.Context, res *Result, cfg Config, viewers []*node
 	var direct []float64
 	var directStart []float64
 	for range 3 {
-		r, err := playback.Play(ctx, func(ctx context.Context) (io.ReadCloser, error) {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-			if err != nil {
-				return nil, err
-			}
-			resp, err := hc.Do(req)
-			if err != nil {
-				return nil, err
-			}
-			if resp.StatusCode != http.StatusOK {
-				resp.Body.Close()
-				return nil, fmt.Errorf("edge-only player: GET %s: %s", url, resp.Status)
-			}
-			return resp.Body, nil
-		}, playback.Config{RateBps: int64(cfg.Stream / 8), Duration: 2 * time.Second})
+		r, err := playback.Play(ctx, playback.HTTP(hc, url), playback.Config{RateBps: int64(cfg.Stream / 8), Duration: 2 * time.Second})
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -271,4 +272,24 @@ func (p *player) result() Result {
 		r.RebufferRatio = r.StallTime / t
 	}
 	return r
+}
+
+// HTTP opens url with a GET on hc: a player reading straight from a
+// server (a CDN-only player). A status other than 200 is an error.
+func HTTP(hc *http.Client, url string) Opener {
+	return func(ctx context.Context) (io.ReadCloser, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+		}
+		return resp.Body, nil
+	}
 }
