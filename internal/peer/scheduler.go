@@ -322,7 +322,13 @@ func (l *loop) slots(s *srcState) int {
 	if s == l.edge && !l.stream && !l.handedOut && l.a.now().Sub(l.started) < handoutGrace {
 		return 1
 	}
-	return Slots(l.cfg, l.cs, s.kind, s.rate, s.base, s.failures)
+	n := Slots(l.cfg, l.cs, s.kind, s.rate, s.base, s.failures)
+	if s == l.edge && l.stream && len(l.startList) > 0 && s.failures == 0 {
+		// Start-up chunks missing: all of them at once, each on its own
+		// connection, rather than a few at a time through slow start.
+		n = max(n, min(len(l.startList), l.cfg.MaxEdgeSlots))
+	}
+	return n
 }
 
 // timeout is how long a new request to s may take (RequestTimeout).
