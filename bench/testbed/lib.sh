@@ -369,6 +369,19 @@ file_sha_ok() {
   [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$FILE_SHA" ]
 }
 
+# keep_run DIR KEEP: keep a system run's small files (DIR's JSON, the
+# processes' stats and output, the tails of their logs) in KEEP, and drop
+# DIR with the downloaded copies.
+keep_run() {
+  local dir=$1 keep=$2 f
+  mkdir -p "$keep/proc"
+  cp "$dir"/*.json* "$keep/" 2>/dev/null || true
+  for f in "$PROC_DIR"/*; do
+    case "$f" in *.stats|*.out|*procs) cp "$f" "$keep/proc/" ;; *) tail -c 200000 "$f" >"$keep/proc/$(basename "$f")" ;; esac
+  done
+  rm -rf -- "$dir"
+}
+
 # ---------------------------------------------------------------- origin and edge
 
 ORIGIN_PORT=9000

@@ -296,14 +296,7 @@ run_system() { # SYSTEM RUN
   echo "$line" | tee -a "$RESULTS"
   log "$sys run $run: $(jq -r '"completion min/median/max \(.completion_s.min)/\(.completion_s.median)/\(.completion_s.max) s, bound \(.fluid_bound_s) s, ratio \(.ratio_to_bound), offload \(.offload) (limit \(.offload_limit)), cpu \(.cpu_s) s, delay line cpu \(.delayline_cpu_s) s late \(.delayline_late_ms) ms, machine busy \(.machine_cpu.busy_frac), ok \(.ok)"' <<<"$line")"
   [ "$SCENARIO" = 0 ] || log "$sys run $run: $(jq -r "$SCENARIO_JQ" <<<"$line")"
-  # keep the small files, drop the downloaded copies
-  keep=$OUT/runs/$sys-$run
-  mkdir -p "$keep/proc"
-  cp "$dir"/*.json* "$keep/" 2>/dev/null || true
-  for f in "$PROC_DIR"/*; do
-    case "$f" in *.stats|*.out|*procs) cp "$f" "$keep/proc/" ;; *) tail -c 200000 "$f" >"$keep/proc/$(basename "$f")" ;; esac
-  done
-  rm -rf -- "$dir"
+  keep_run "$dir" "$OUT/runs/$sys-$run"
 }
 
 # the scenario's figures of a run or median line, for the log and the summary

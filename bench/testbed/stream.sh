@@ -76,13 +76,7 @@ stream_run_system() {
      edge_wire_bytes:$c[0].edge_wire_bytes, cross_isp_bytes:$c[0].cross_isp_bytes,
      ok:(($v | length) == $n)}' "$dir/viewers.jsonl" | tee -a "$RESULTS"
   log "$sys run $run: $(jq -r 'select(.type=="stream_run") | "ttfb median \(.ttfb_s.median) s p95 \(.ttfb_s.p95) s, start-up median \(.startup_s.median) s, rebuffer ratio \(.rebuffer_ratio), offload \(.offload), \(.completed)/\(.viewers) viewers"' <(tail -1 "$RESULTS"))"
-  local keep=$OUT/runs/$sys-$run
-  mkdir -p "$keep/proc"
-  cp "$dir"/*.json* "$keep/" 2>/dev/null || true
-  for f in "$PROC_DIR"/*; do
-    case "$f" in *.stats|*.out|*procs) cp "$f" "$keep/proc/" ;; *) tail -c 200000 "$f" >"$keep/proc/$(basename "$f")" ;; esac
-  done
-  rm -rf -- "$dir"
+  keep_run "$dir" "$OUT/runs/$sys-$run"
   return $rc
 }
 

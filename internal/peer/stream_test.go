@@ -48,6 +48,21 @@ func playOn(t *testing.T, ctx context.Context, sp *swarmPeer, url string, want [
 	return res, d
 }
 
+// seededStream is an edge (100 Mbit/s) serving "/live.ts" (size bytes of
+// seed, 64 KiB chunks) and a peer seeding all of it. The seeder's link is
+// slower than the edge's: a peer faster than the edge may win start-up
+// chunks in endgame, as it should.
+func seededStream(t *testing.T, size int, seed uint64) (*fakeEdge, *fakeObject) {
+	t.Helper()
+	e := newFakeEdge(t, 100e6)
+	o := e.addObject("/live.ts", testData(size, seed), 64<<10)
+	seeder := newSwarmPeer(t, e, peerOpts{name: "seeder", upBits: 16e6, store: seedStore(t, o)})
+	if _, err := seeder.a.Download(context.Background(), "/live.ts"); err != nil {
+		t.Fatal(err)
+	}
+	return e, o
+}
+
 func sha(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
 
 // A lone viewer gets the stream from the edge, in time, and nothing past
@@ -136,16 +151,9 @@ func TestStreamStaggeredViewers(t *testing.T) {
 // the rest from the peer.
 func TestStreamStartupFromEdge(t *testing.T) {
 	t.Cleanup(func() { checkNoLeaks(t) })
-	e := newFakeEdge(t, 100e6)
-	o := e.addObject("/live.ts", testData(2<<20, 23), 64<<10)
-	// The seeder's link is slower than the edge's: a peer faster than the
-	// edge may win start-up chunks in endgame, as it should.
-	seeder := newSwarmPeer(t, e, peerOpts{name: "seeder", upBits: 16e6, store: seedStore(t, o)})
+	e, o := seededStream(t, 2<<20, 23)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := seeder.a.Download(ctx, "/live.ts"); err != nil {
-		t.Fatal(err)
-	}
 	viewer := newSwarmPeer(t, e, peerOpts{name: "viewer", cfg: streamCfg})
 	if err := viewer.a.Register(ctx); err != nil {
 		t.Fatal(err)
@@ -319,14 +327,9 @@ func TestStreamFirstChunkOnWarmConnection(t *testing.T) {
 // and the bytes read from there are the object's.
 func TestStreamSeek(t *testing.T) {
 	t.Cleanup(func() { checkNoLeaks(t) })
-	e := newFakeEdge(t, 100e6)
-	o := e.addObject("/live.ts", testData(4<<20, 28), 64<<10)
-	seeder := newSwarmPeer(t, e, peerOpts{name: "seeder", upBits: 16e6, store: seedStore(t, o)})
+	e, o := seededStream(t, 4<<20, 28)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := seeder.a.Download(ctx, "/live.ts"); err != nil {
-		t.Fatal(err)
-	}
 	viewer := newSwarmPeer(t, e, peerOpts{name: "viewer", cfg: streamCfg})
 	d, err := viewer.a.Download(ctx, "/live.ts")
 	if err != nil {
